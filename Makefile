@@ -1,0 +1,56 @@
+# liveloop: `make run` runs the whole loop on the embedded simulator, `make test` runs the test suite.
+# Both create .venv and install the project on first use. Tool state stays in .liveloop/ (never ~).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PORT   ?= 3000
+STATE  := $(CURDIR)/.liveloop
+
+export PREFECT_HOME := $(STATE)/prefect
+export BENTOML_HOME := $(STATE)/bentoml
+export HF_HOME := $(STATE)/hf
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_HUB_DISABLE_PROGRESS_BARS := 1
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DVC_NO_ANALYTICS := 1
+export BENTOML_DO_NOT_TRACK := true
+export GX_ANALYTICS_ENABLED := false
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install run test ui serve bench clean-state help
+
+help:
+	@echo "make run    - the whole loop on the embedded simulator (simulate -> validate -> version -> drift -> train -> evaluate -> promote -> package)"
+	@echo "make test   - the test suite"
+	@echo "make ui     - prefect server on 127.0.0.1:4200 with the scheduled deployments"
+	@echo "make serve  - bentoml serve the champion on PORT (default 3000)"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, pinned to the CPU wheel available here, so no resolver picks a CUDA build
+	$(BIN)/pip install --quiet "torch==2.13.0"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/liveloop run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+ui: $(STAMP)
+	$(BIN)/python flows/serve.py --port 4200
+
+serve: $(STAMP)
+	$(BIN)/liveloop package
+	$(BIN)/bentoml serve liveloop.serving.service:LiveRecommender --host 127.0.0.1 --port $(PORT)
+
+clean-state:
+	rm -rf .liveloop

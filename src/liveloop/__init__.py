@@ -1,0 +1,3 @@
+"""liveloop: a continuously learning recommender for live-stream commerce."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Data layer: table schema, simulator, importers and daily batches."""
