@@ -40,13 +40,13 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/liveloop run
+	$(BIN)/python -m flows.replay_timeline
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not gpu" $(PYTEST_ARGS)
 
 ui: $(STAMP)
-	$(BIN)/python flows/serve.py --port 4200
+	$(BIN)/python -m flows.serve --port 4200
 
 serve: $(STAMP)
 	$(BIN)/liveloop package

@@ -11,8 +11,8 @@ from typing import Optional
 
 import typer
 
-from liveloop.config import Config, ConfigError, load_config
-from liveloop.workspace import Workspace
+from liveloop.config import Config, ConfigError
+from liveloop.workspace import Workspace, open_workspace
 
 app = typer.Typer(help="liveloop: continuously learning recommender for live-stream commerce.", no_args_is_help=True)
 
@@ -22,13 +22,10 @@ PARAMS = typer.Option(Path("params.yaml"), "--params", "-p", help="params.yaml t
 def _setup(params: Path) -> tuple[Config, Workspace]:
     """Load config (clear error on a bad value) and point every tool's state inside the workspace."""
     try:
-        cfg = load_config(params)
+        return open_workspace(params)
     except ConfigError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2)
-    ws = Workspace.from_config(cfg)
-    ws.apply_env()
-    return cfg, ws
 
 
 def _fail(message: str, code: int = 1) -> None:

@@ -50,11 +50,82 @@ class ValidateConfig(_Section):
     max_future_minutes: int = Field(5, ge=0)
 
 
+class LoopConfig(_Section):
+    """How the continuous-training loop treats each new batch (flows/live_loop.py)."""
+
+    holdout_fraction: float = Field(0.2, gt=0, lt=1)
+    retrain_every: int = Field(1, ge=0)
+    reference_window: int = Field(3, ge=1)
+    package: bool = True
+    cron: str = "*/30 * * * *"
+    monitor_cron: str = "0 * * * *"
+
+
+class ServeConfig(_Section):
+    """The BentoML service: request caps, retrieval, batching, hot reload (src/liveloop/serving)."""
+
+    now: Literal["latest"] | None = None
+    max_k: int = Field(100, ge=1, le=10_000)
+    max_item_ids: int = Field(1000, ge=1)
+    max_events_per_request: int = Field(500, ge=1)
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    history_events_per_user: int = Field(20, ge=1)
+    ann_threshold: int = Field(100_000, ge=1)
+    retrieval_margin: int = Field(50, ge=0)
+    max_batch_rows: int = Field(64, ge=1)
+    reload_poll_seconds: float = Field(5.0, gt=0)
+    model_name: str = Field("liveloop-recommender", pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+class ModelConfig(_Section):
+    """Architecture of the two-tower recommender; saved with every model (config.json)."""
+
+    encoder: str = "all-MiniLM-L6-v2"  # built-in offline copy, or a local path / cached Hugging Face id
+    max_length: int = Field(48, ge=8, le=512)
+    dim: int = Field(128, ge=8, le=4096)
+    temperature: float = Field(0.05, gt=0, le=10)
+    history_events: int = Field(20, ge=1, le=500)
+    history_items: int = Field(64, ge=1, le=10_000)
+    lora_rank: int = Field(0, ge=0, le=256)
+    lora_alpha: float = Field(16.0, gt=0)
+
+
+class TrainConfig(_Section):
+    """How one training run goes: budget, optimiser, replay, loss weights."""
+
+    init_from: str = "champion"
+    steps: int = Field(30, ge=1)
+    batch_size: int = Field(32, ge=2)
+    ctr_batch_size: int = Field(16, ge=0)
+    lr: float = Field(1e-4, gt=0)
+    head_lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(3, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    freeze_layers: int = Field(4, ge=0)
+    bf16: bool = False
+    replay_ratio: float = Field(0.3, ge=0, lt=1)
+    replay_size: int = Field(20_000, ge=0)
+    ctr_weight: float = Field(0.5, ge=0)
+    logq_correction: bool = True
+    purchase_weight: float = Field(3.0, gt=0)
+    cart_weight: float = Field(2.0, gt=0)
+    click_weight: float = Field(1.0, gt=0)
+    max_ctr_pairs: int = Field(50_000, ge=0)
+    context_days: int = Field(30, ge=0)
+    checkpoint_every: int = Field(10, ge=1)
+    device: str = "auto"
+
+
 class Config(_Section):
     seed: int = 7
     paths: PathsConfig = PathsConfig()
     simulate: SimulateConfig = SimulateConfig()
     validation: ValidateConfig = ValidateConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    loop: LoopConfig = LoopConfig()
+    serve: ServeConfig = ServeConfig()
 
 
 class ConfigError(ValueError):

@@ -33,6 +33,10 @@ class Workspace:
         return self.root / "data" / "quarantine"
 
     @property
+    def splits(self) -> Path:  # train head / held-out tail of each accepted batch (derived, not versioned)
+        return self.root / "data" / "splits"
+
+    @property
     def feedback(self) -> Path:  # /feedback events appended by the service, exported as the next batch
         return self.root / "data" / "feedback"
 
@@ -107,3 +111,13 @@ class Workspace:
         """Export tool_env() for this process and its children; existing values win so users can override."""
         for key, value in self.tool_env().items():
             os.environ.setdefault(key, value)
+
+
+def open_workspace(params_path: str | Path = "params.yaml"):
+    """Load params.yaml and return (config, workspace) with tool state pointed inside the workspace."""
+    from liveloop.config import load_config
+
+    cfg = load_config(params_path)
+    ws = Workspace.from_config(cfg)
+    ws.apply_env()
+    return cfg, ws

@@ -27,7 +27,7 @@ def write_batch(tables: Tables, out_dir: str | Path, meta: dict | None = None) -
     out.mkdir(parents=True, exist_ok=True)
     for name in TABLES:
         conform(tables[name], name).to_parquet(out / f"{name}.parquet", index=False)
-    info = {"day": out.name, **(meta or {})}
+    info = {"day": out.name[:10], **(meta or {})}
     (out / BATCH_META).write_text(json.dumps(info, indent=2, default=str))
     return out
 
@@ -69,3 +69,21 @@ def concat_batches(batch_dirs: Iterable[str | Path]) -> Tables:
         frame = pd.concat([p[name] for p in parts], ignore_index=True)
         out[name] = frame.drop_duplicates(key, keep="last").reset_index(drop=True)
     return out
+
+
+def split_by_time(batch_dir: str | Path, holdout_fraction: float, train_out: str | Path,
+                  holdout_out: str | Path) -> tuple[Path, Path]:
+    """Split one batch at a time quantile of its events: the head trains, the tail is the held-out evaluation set.
+
+    Both halves keep the full items/streams/users tables so each stays self-contained.
+    """
+    if not 0.0 < holdout_fraction < 1.0:
+        raise ValueError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
+    tables = read_batch(batch_dir)
+    events = tables["events"].sort_values("ts", kind="stable")
+    cut = events["ts"].quantile(1.0 - holdout_fraction)
+    meta = batch_meta(batch_dir)
+    head = {**tables, "events": events[events["ts"] <= cut]}
+    tail = {**tables, "events": events[events["ts"] > cut]}
+    return (write_batch(head, train_out, {**meta, "split": "train", "cut": str(cut)}),
+            write_batch(tail, holdout_out, {**meta, "split": "holdout", "cut": str(cut)}))

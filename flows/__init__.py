@@ -1,0 +1,1 @@
+"""Prefect flows: thin orchestration over the stage functions in liveloop (paths and versions in, paths out)."""
