@@ -42,5 +42,270 @@ def show_config(params: Path = PARAMS) -> None:
     typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
 
+@app.command()
+def rollback(
+    version: Optional[str] = typer.Argument(None, help="Version to restore (e.g. v0003); default: the champion's parent."),
+    params: Path = PARAMS,
+) -> None:
+    """Restore an earlier champion (atomic pointer swap); the service hot-reloads it."""
+    from liveloop.registry import RegistryError, rollback as do_rollback
+
+    _, ws = _setup(params)
+    try:
+        restored = do_rollback(ws, version)
+    except RegistryError as exc:
+        _fail(str(exc))
+    typer.echo(f"champion is now {restored}")
+
+
+@app.command()
+def models(params: Path = PARAMS) -> None:
+    """List every registered model version with its status, parent and headline metric."""
+    from liveloop.registry import champion_version, load_registry
+
+    _, ws = _setup(params)
+    current = champion_version(ws)
+    entries = load_registry(ws)
+    if not entries:
+        typer.echo("no models registered yet")
+    for e in entries:
+        ndcg = ((e.get("metrics") or {}).get("candidate") or {}).get("new", {}).get("ndcg@10")
+        mark = "*" if e["version"] == current else " "
+        typer.echo(f"{mark} {e['version']}  {e['status']:<9}  parent={e['parent'] or '-':<6} "
+                   f"ndcg@10={'-' if ndcg is None else f'{ndcg:.4f}'}  created={e['created']}  "
+                   f"{'; '.join(e.get('decision') or [])}")
+
+
+@app.command()
+def validate(
+    batch_dir: Path = typer.Argument(..., help="Batch folder to check (YYYY-MM-DD with the four parquet tables)."),
+    accepted: Optional[Path] = typer.Option(None, "--accepted", help="Where accepted batches go; default: data/accepted."),
+    quarantine: Optional[Path] = typer.Option(
+        None, "--quarantine", help="Where rejected batches go (with report.json/report.md); default: data/quarantine."
+    ),
+    copy: bool = typer.Option(False, "--copy", help="Copy the batch instead of moving it (the source stays)."),
+    params: Path = PARAMS,
+) -> None:
+    """Check a batch against expectations/*.json; exit 0 and move it to accepted, or exit 1 and quarantine it."""
+    from liveloop.validation import BatchInputError, gate_batch
+
+    cfg, ws = _setup(params)
+    try:
+        result = gate_batch(batch_dir, accepted or ws.accepted, quarantine or ws.quarantine, cfg.validation, move=not copy)
+    except BatchInputError as exc:
+        _fail(str(exc), code=2)
+    for note in result.report.skipped:
+        typer.echo(f"  not checked: {note}")
+    if result.accepted:
+        typer.echo(f"accepted {batch_dir.name} -> {result.dest} ({result.report.elapsed_s:.2f} s)")
+        return
+    typer.echo(f"quarantined {batch_dir.name} -> {result.dest}: {len(result.report.failures)} problem(s)")
+    for failure in result.report.failures:
+        typer.echo(f"  - {failure}")
+    raise typer.Exit(1)
+
+
+@app.command("import-online-retail")
+def import_online_retail_cmd(
+    path: Path = typer.Argument(..., help="UCI Online Retail file (.parquet or .csv)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for the daily batches; default: data/incoming."),
+    params: Path = PARAMS,
+) -> None:
+    """Import the Online Retail purchase log as one batch per day (cancellations as negative purchases)."""
+    import json
+
+    from liveloop.data.adapters import DataImportError, import_online_retail
+
+    _, ws = _setup(params)
+    try:
+        summary = import_online_retail(path, out or ws.incoming)
+    except DataImportError as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command("import-interactions")
+def import_interactions_cmd(
+    events: Path = typer.Option(..., "--events", help="Events file (.csv or .parquet), one row per interaction."),
+    items: Path = typer.Option(..., "--items", help="Items file (.csv or .parquet) with the item text."),
+    user_col: str = typer.Option(..., "--user-col", help="Events column holding the user id."),
+    item_col: str = typer.Option(..., "--item-col", help="Column holding the item id (in both files)."),
+    time_col: str = typer.Option(..., "--time-col", help="Events column holding the time (ISO 8601 or Unix epoch)."),
+    text_cols: str = typer.Option(
+        ..., "--text-cols", help="Comma-separated items columns with text: the first is the title, the rest the description."
+    ),
+    event_type_col: Optional[str] = typer.Option(
+        None, "--event-type-col", help="Events column with impression/click/add_to_cart/purchase/comment; default: all purchases."
+    ),
+    category_col: Optional[str] = typer.Option(
+        None, "--category-col", help="Items column with the category; default: derived from the title's head noun."
+    ),
+    price_col: Optional[str] = typer.Option(
+        None, "--price-col", help="Price column, in the items file or else the events file (item price = median paid)."
+    ),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for the daily batches; default: data/incoming."),
+    params: Path = PARAMS,
+) -> None:
+    """Import your own events and items files as one batch per day."""
+    import json
+
+    from liveloop.data.adapters import DataImportError, InteractionMapping, import_interactions
+
+    _, ws = _setup(params)
+    try:
+        mapping = InteractionMapping(
+            user_col=user_col,
+            item_col=item_col,
+            time_col=time_col,
+            text_cols=tuple(text_cols.split(",")),
+            event_type_col=event_type_col,
+            category_col=category_col,
+            price_col=price_col,
+        )
+        summary = import_interactions(events, items, mapping, out or ws.incoming)
+    except DataImportError as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(summary, indent=2))
+    if summary["items_without_price"]:
+        typer.secho(
+            f"warning: {summary['items_without_price']} of {summary['items']} items have no positive price; "
+            "the validation gate requires items.price, so batches holding them will be quarantined (use --price-col)",
+            fg="yellow",
+            err=True,
+        )
+
+
+@app.command("simulate")
+def simulate_cmd(
+    days: Optional[int] = typer.Option(None, "--days", help="Days to simulate; default: simulate.days."),
+    scenario: Optional[str] = typer.Option(
+        None, "--scenario",
+        help="stable | seasonal-shift | new-category | price-shock | host-churn | comment-shift; default: simulate.scenario.",
+    ),
+    drift_day: Optional[int] = typer.Option(
+        None, "--drift-day", help="Day index (0-based) where the drift starts; default: simulate.drift_day (null = mid-run)."
+    ),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed; default: the top-level seed in params.yaml."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for the daily batches; default: data/incoming."),
+    truth: Optional[Path] = typer.Option(
+        None, "--truth", help="Folder for the hidden ground truth (oracle); default: data/simulator."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing day folders and a different run's truth."),
+    params: Path = PARAMS,
+) -> None:
+    """Simulate live-commerce days (one batch folder per day) with a hidden ground truth for oracle evaluation."""
+    from liveloop.data.simulator import SimulationError, simulate, with_overrides
+
+    cfg, ws = _setup(params)
+    try:
+        sim_cfg = with_overrides(cfg.simulate, days=days, scenario=scenario, drift_day=drift_day)
+        written = simulate(sim_cfg, cfg.seed if seed is None else seed, out or ws.incoming, truth or ws.simulator_truth,
+                           overwrite=overwrite)
+    except SimulationError as exc:
+        _fail(str(exc))
+    typer.echo(f"wrote {len(written)} day batch(es) {written[0].name}..{written[-1].name} to {written[0].parent} "
+               f"(scenario {sim_cfg.scenario}); truth in {truth or ws.simulator_truth}")
+
+@app.command("train")
+def train_cmd(
+    batch: Optional[list[Path]] = typer.Option(
+        None, "--batch", "-b", help="Batch folder to train on (repeatable); default: accepted batches the champion has not seen."
+    ),
+    init_from: Optional[str] = typer.Option(
+        None, "--init-from", help="scratch | champion | path to a model dir; default: train.init_from."
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Model dir to write; resumes from its last checkpoint. Default: models/candidates/<last day>."
+    ),
+    params: Path = PARAMS,
+) -> None:
+    """Fine-tune the recommender on new batches mixed with replay; writes a model dir and metrics/train.*."""
+    import json
+    import os
+    import shutil
+
+    from liveloop.data.batches import list_batches
+    from liveloop.registry import champion_dir
+    from liveloop.training import TrainError, train
+    from liveloop.training.loop import LOG_FILE
+
+    cfg, ws = _setup(params)
+    if batch:
+        batches = list(batch)
+    else:
+        champion = champion_dir(ws)
+        seen = json.loads((champion / "state.json").read_text()).get("data_versions", {}) if champion else {}
+        batches = [d for d in list_batches(ws.accepted) if d.name not in seen]
+    if not batches:
+        _fail(f"no batches to train on: give --batch or accept new batches into {ws.accepted}")
+    missing = [str(b) for b in batches if not b.is_dir()]
+    if missing:
+        _fail(f"batch folder(s) not found: {', '.join(missing)}")
+    out_dir = out or ws.candidates / sorted(batches)[-1].name
+    try:
+        result = train(cfg, ws, batches, init_from or cfg.train.init_from, out_dir)
+    except ValueError as exc:  # TrainError, TrainDataError, ModelError: user-facing problems
+        _fail(str(exc))
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    ws.metrics.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "model_dir": str(result.model_dir), "steps": result.steps, "samples": result.samples,
+        "wall_seconds": round(result.wall_seconds, 2), "final_loss": result.final_loss, "init_from": result.init_from,
+        "data_versions": result.data_versions,
+    }
+    (ws.metrics / "train.json").write_text(json.dumps(summary, indent=2))
+    shutil.copyfile(result.model_dir / LOG_FILE, ws.metrics / "train_loss.csv")
+    typer.echo(f"trained {result.steps} steps ({result.samples} samples, {result.wall_seconds:.1f} s, "
+               f"final loss {result.final_loss:.4f}, from {result.init_from}) -> {result.model_dir}")
+
+
+@app.command("drift")
+def drift_cmd(
+    reference: list[Path] = typer.Option(
+        ..., "--reference", "-r", help="Reference batch folder(s): the champion's training window (repeatable)."
+    ),
+    current: Path = typer.Option(..., "--current", "-c", help="The new batch folder to check."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for drift_report.html and drift.json."),
+    champion: Optional[Path] = typer.Option(
+        None, "--champion", help="Model dir of the champion; default: the workspace champion, if any."
+    ),
+    params: Path = PARAMS,
+) -> None:
+    """Check a batch for drift against the reference (Evidently), apply the retrain policy (drift.thresholds),
+    write an HTML report and a JSON verdict. Exits 0 whether or not drift is found."""
+    from liveloop.model.recommender import ModelError
+    from liveloop.monitoring import DriftInputError, check_drift
+    from liveloop.registry import RegistryError, champion_dir
+
+    cfg, ws = _setup(params)
+    try:
+        model_dir = champion or champion_dir(ws)
+        verdict = check_drift(list(reference), current, out, cfg.drift, model_dir, model_cfg=cfg.model)
+    except (DriftInputError, ModelError, RegistryError) as exc:
+        _fail(str(exc))
+    typer.echo(f"drift: {'yes' if verdict['drift'] else 'no'} ({verdict['seconds']:.1f} s); report {verdict['report_html']}")
+    for reason in verdict["reasons"]:
+        typer.echo(f"  - {reason}")
+
+
+@app.command("package")
+def package_cmd(
+    build: bool = typer.Option(True, "--build/--no-build", help="Also build a bento from bentofile.yaml (offline)."),
+    params: Path = PARAMS,
+) -> None:
+    """Save the champion (weights, item index, catalog, config) to the BentoML model store and build the bento."""
+    from liveloop.registry import RegistryError
+    from liveloop.serving.package import PackagingError, package_champion
+
+    cfg, ws = _setup(params)
+    try:
+        tags = package_champion(cfg, ws, build=build)
+    except (PackagingError, RegistryError) as exc:
+        _fail(str(exc))
+    typer.echo(f"model {tags['model']}" + (f", bento {tags['bento']}" if "bento" in tags else "")
+               + f" (BENTOML_HOME={ws.bentoml_home})")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

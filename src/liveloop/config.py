@@ -34,13 +34,16 @@ class SimulateConfig(_Section):
     days: int = Field(4, ge=1, le=3650)
     scenario: Scenario = "stable"
     drift_day: int | None = Field(None, ge=0)
-    start_date: str = "2026-01-05"
+    start_date: str = Field("2026-01-05", pattern=r"^\d{4}-\d{2}-\d{2}$")
     n_users: int = Field(600, ge=10)
     n_items: int = Field(400, ge=20)
     n_hosts: int = Field(12, ge=1)
     rooms_per_day: int = Field(8, ge=1)
     items_per_room: int = Field(25, ge=1)
     sessions_per_user_per_day: float = Field(0.6, gt=0)
+    impressions_per_session: int = Field(8, ge=1)
+    new_item_fraction: float = Field(0.2, ge=0, le=0.5)
+    comment_rate: float = Field(0.25, ge=0, le=1)
 
 
 class ValidateConfig(_Section):
@@ -74,7 +77,6 @@ class ServeConfig(_Section):
     retrieval_margin: int = Field(50, ge=0)
     max_batch_rows: int = Field(64, ge=1)
     reload_poll_seconds: float = Field(5.0, gt=0)
-    model_name: str = Field("liveloop-recommender", pattern=r"^[a-z0-9][a-z0-9_.-]*$")
 
 
 class ModelConfig(_Section):
@@ -117,6 +119,69 @@ class TrainConfig(_Section):
     device: str = "auto"
 
 
+class DriftThresholds(_Section):
+    """The retrain policy: a batch drifts when any signal crosses its threshold (src/liveloop/monitoring/policy.py)."""
+
+    drifted_share: float = Field(0.5, gt=0, le=1)
+    column_drift: dict[str, float] = Field(
+        default_factory=lambda: {
+            "category": 0.1,
+            "event_type": 0.1,
+            "host_id": 0.2,
+            "price": 0.1,
+            "events_per_user": 0.1,
+            "session_minutes": 0.1,
+        }
+    )
+    new_value_share: float = Field(0.05, gt=0, le=1)
+    embedding_auc: float = Field(0.65, gt=0.5, le=1)
+    prediction_drift: float = Field(0.1, gt=0)
+    ndcg_drop: float = Field(0.2, gt=0, le=1)
+    auc_drop: float = Field(0.1, gt=0, le=1)
+
+
+class DriftConfig(_Section):
+    """Drift monitoring: sample sizes for the Evidently checks and the thresholds of the retrain policy."""
+
+    max_rows: int = Field(20_000, ge=100)
+    embedding_sample: int = Field(200, ge=20)
+    eval_users: int = Field(150, ge=10)
+    ndcg_k: int = Field(10, ge=1)
+    session_gap_minutes: float = Field(30.0, gt=0)
+    pca_components: int = Field(0, ge=0)
+    embedding_plots: bool = False
+    performance_metric: str = "ndcg@10"
+    seed: int = 0
+    thresholds: DriftThresholds = DriftThresholds()
+
+
+class EvaluateConfig(_Section):
+    """Offline evaluation and `liveloop benchmark`: protocol, cut-offs, baselines (src/liveloop/evaluation)."""
+
+    split_quantile: float = Field(0.9, gt=0, lt=1)
+    benchmark_steps: int | None = Field(600, ge=1)
+    ks: list[int] = Field([10, 50], min_length=1)
+    max_users: int | None = Field(5000, ge=1)
+    popularity_days: float = Field(30.0, gt=0)
+    knn_neighbours: int = Field(100, ge=1)
+    mf_factors: int = Field(64, ge=1)
+    mf_iterations: int = Field(10, ge=1)
+    mf_regularization: float = Field(1.0, gt=0)
+    mf_alpha: float = Field(10.0, gt=0)
+    auc_negatives: int = Field(20, ge=1)
+    bootstrap_samples: int = Field(1000, ge=10)
+    user_batch_size: int = Field(512, ge=1)
+
+
+class PromotionConfig(_Section):
+    """When a fine-tuned candidate replaces the champion (liveloop.evaluation.promotion_decision)."""
+
+    metrics: list[str] = Field(["ndcg@10", "recall@50"], min_length=1)
+    sets: list[str] = Field(["new", "replay"], min_length=1)
+    max_relative_drop: float = Field(0.02, ge=0, lt=1)
+    max_absolute_drop: float = Field(0.002, ge=0)
+
+
 class Config(_Section):
     seed: int = 7
     paths: PathsConfig = PathsConfig()
@@ -126,6 +191,9 @@ class Config(_Section):
     train: TrainConfig = TrainConfig()
     loop: LoopConfig = LoopConfig()
     serve: ServeConfig = ServeConfig()
+    drift: DriftConfig = DriftConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    promotion: PromotionConfig = PromotionConfig()
 
 
 class ConfigError(ValueError):

@@ -18,6 +18,7 @@ its title that is in the vocabulary (lower case, e.g. "holder", "bag", "mug"), e
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -44,7 +45,8 @@ _MODIFIER_WORDS = frozenset(
     # sizes
     " LARGE SMALL MEDIUM MINI JUMBO GIANT TINY LRG SML MED"
     # patterns and themes
-    " RETROSPOT POLKADOT PAISLEY SPACEBOY WOODLAND LONDON CHRISTMAS VINTAGE FLORAL SPOTTY STRIPE STRIPES GINGHAM".split()
+    " RETROSPOT POLKADOT PAISLEY SPACEBOY WOODLAND LONDON CHRISTMAS VINTAGE FLORAL SPOTTY STRIPE STRIPES GINGHAM"
+    " EDWARDIAN".split()
 )
 
 
@@ -118,9 +120,9 @@ def import_online_retail(path: str | Path, out_dir: str | Path) -> dict:
             "price": unit_price[keep].to_numpy(float),
         }
     )
-    descriptions = _clean_text(raw.loc[keep, "Description"]).to_numpy()
-    titles = _most_frequent(events["item_id"], pd.Series(descriptions, dtype="string"))
-    items = _items_table(events, titles, description=None, category=None, price=_median_positive_price(events))
+    titles = _most_frequent(events["item_id"], _clean_text(raw.loc[keep, "Description"]))
+    price = _median_positive_price(events)
+    items, untitled = _items_table(events, titles, description=None, category=None, price=price)
     countries = raw.loc[keep, "Country"] if "Country" in raw.columns else None
     users = _users_table(events, profiles=None if countries is None else _user_profiles(events, countries))
 
@@ -132,7 +134,7 @@ def import_online_retail(path: str | Path, out_dir: str | Path) -> dict:
         purchase_items=int(purchases["item_id"].nunique()),
         invoices=int(invoice[keep][~kept_cancelled].nunique()),
         cancellation_events=int(kept_cancelled.sum()),
-        items_without_description=int(items["title"].isna().sum()) if False else summary["items_without_description"],
+        items_without_description=untitled,
         dropped=dropped,
     )
     return summary
@@ -163,7 +165,7 @@ def import_interactions(
         },
         "events file",
         events_path,
-        extra_hint=f" (--price-col is looked up in the items file first)" if m.price_col and not price_in_items else "",
+        extra_hint=" (--price-col is looked up in the items file first)" if m.price_col and not price_in_items else "",
     )
     _require_columns(
         raw_items,
@@ -202,7 +204,7 @@ def import_interactions(
         event_price = _numeric(raw_events[m.price_col], m.price_col, events_path)[keep].to_numpy(float)
     events = pd.DataFrame(
         {
-            "event_id": f"{events_path.stem}-" + pd.Series(np.flatnonzero(keep)).astype(str),
+            "event_id": f"{_file_tag(events_path)}-" + pd.Series(np.flatnonzero(keep)).astype(str),
             "ts": ts[keep].to_numpy(),
             "user_id": user_ids[keep].to_numpy(),
             "item_id": item_ids[keep].to_numpy(),
@@ -214,8 +216,11 @@ def import_interactions(
 
     texts = [_clean_text(items_raw[c]) for c in m.text_cols]
     description = None
-    if len(texts) > 1:
-        description = pd.concat(texts[1:], axis=1).apply(lambda row: " | ".join(row.dropna()) or None, axis=1)
+    for more in texts[1:]:  # the other text columns, joined with " | " where present
+        if description is None:
+            description = more
+        else:
+            description = description.str.cat(more, sep=" | ").fillna(description).fillna(more)
     category = None
     if m.category_col:
         category = _clean_text(items_raw[m.category_col]).str.lower()
@@ -225,13 +230,14 @@ def import_interactions(
         price = _median_positive_price(events)
     else:
         price = None
-    items = _items_table(events, texts[0], description=description, category=category, price=price)
+    items, untitled = _items_table(events, texts[0], description=description, category=category, price=price)
     users = _users_table(events, profiles=None)
 
     summary = _write_daily_batches(events, items, users, Path(out_dir), source="interactions", source_path=events_path)
     summary.update(
         event_types={k: int(v) for k, v in events["event_type"].value_counts().sort_index().items()},
         duplicate_item_rows=duplicate_item_rows,
+        items_without_description=untitled,
         dropped=dropped,
     )
     return summary
@@ -249,6 +255,22 @@ def derive_categories(titles: pd.Series, min_items: int = MIN_ITEMS_PER_CATEGORY
     )
 
 
+def _content_words(title: str) -> list[str]:
+    """The title's letter-only words of 3+ letters, modifiers dropped, plurals singularised."""
+    words = (w for w in re.findall(r"[A-Z]+", title.upper()) if len(w) >= 3 and w not in _MODIFIER_WORDS)
+    return [s for s in map(_singular, words) if s not in _MODIFIER_WORDS]
+
+
+def _singular(word: str) -> str:
+    if word.endswith("IES") and len(word) > 4:
+        return word[:-3] + "Y"
+    if word.endswith(("XES", "CHES", "SHES", "SSES")):
+        return word[:-2]
+    if word.endswith("S") and not word.endswith(("SS", "US", "IS")):
+        return word[:-1]
+    return word
+
+
 # ----------------------------------------------------------------------------------------------- reading inputs
 def _read_table(path: Path, label: str) -> pd.DataFrame:
     """Read a csv (every column as text, so ids keep leading zeros) or parquet file, with clear errors."""
@@ -258,7 +280,7 @@ def _read_table(path: Path, label: str) -> pd.DataFrame:
             f"{label} {path}: unsupported extension '{path.suffix}'; use one of {', '.join(SUPPORTED_EXTENSIONS)}"
         )
     if not path.is_file():
-        raise DataImportError(f"{label} {path} does not exist")
+        raise DataImportError(f"{label} {path} does not exist (or is not a file)")
     if path.stat().st_size == 0:
         raise DataImportError(f"{label} {path} is empty")
     try:
@@ -270,6 +292,15 @@ def _read_table(path: Path, label: str) -> pd.DataFrame:
     if df.empty:
         raise DataImportError(f"{label} {path} has no rows (columns: {', '.join(map(str, df.columns))})")
     return df
+
+
+def _file_tag(path: Path) -> str:
+    """'<stem>-<8 hex of the content hash>': event ids stay unique across imports of different files."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return f"{path.stem}-{digest.hexdigest()[:8]}"
 
 
 def _require_columns(df: pd.DataFrame, wanted: dict[str, str | None], label: str, path: Path, extra_hint: str = ""):
@@ -293,9 +324,11 @@ def _as_ids(values: pd.Series) -> pd.Series:
 
 
 def _clean_text(values: pd.Series) -> pd.Series:
-    """Whitespace-normalised text with the literal 'nan' and empty strings as missing."""
-    text = values.astype("string").str.replace(r"\s+", " ", regex=True).str.strip()
-    return text.mask(text.isin(["", "nan", "NaN", "None"]))
+    """Whitespace-normalised text with the literal 'nan' and empty strings as missing (cleaned once per value)."""
+    codes, uniques = pd.factorize(values)
+    text = pd.Series(uniques, dtype="string").str.replace(r"\s+", " ", regex=True).str.strip()
+    text = text.mask(text.isin(["", "nan", "NaN", "None"]))
+    return pd.Series(pd.array(text.to_numpy()[codes], dtype="string"), index=values.index).mask(codes < 0)
 
 
 def _numeric(values: pd.Series, column: str, path: Path) -> pd.Series:
@@ -315,6 +348,10 @@ def _parse_timestamps(values: pd.Series, column: str, path: Path) -> pd.Series:
     Epoch units follow the magnitude: seconds below 1e11, milliseconds below 1e14, microseconds above.
     A value that is present but cannot be parsed is an error quoting an example.
     """
+    if not pd.api.types.is_datetime64_any_dtype(values) and not pd.api.types.is_numeric_dtype(values):
+        numbers = pd.to_numeric(values, errors="coerce")
+        if numbers.notna().any() and (numbers.notna() == values.notna()).all():  # epoch numbers read as text
+            values = numbers
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = pd.to_datetime(values, utc=True)
     elif pd.api.types.is_numeric_dtype(values):
@@ -375,10 +412,10 @@ def _median_positive_price(events: pd.DataFrame) -> pd.Series:
     return positive.groupby("item_id")["price"].median()
 
 
-def _items_table(events: pd.DataFrame, titles: pd.Series, description, category, price) -> pd.DataFrame:
-    """One row per item the events reference; title falls back to 'item <id>', category to the derived rule.
+def _items_table(events: pd.DataFrame, titles: pd.Series, description, category, price) -> tuple[pd.DataFrame, int]:
+    """One row per item the events reference, and how many had no title text (titled 'item <id>' instead).
 
-    Series arguments are indexed by item id; None means the source has no such field.
+    Series arguments are indexed by item id; None means the source has no such field (category: derived rule).
     """
     first_ts = events.groupby("item_id")["ts"].min()
     ids = first_ts.index
@@ -393,10 +430,11 @@ def _items_table(events: pd.DataFrame, titles: pd.Series, description, category,
             "first_seen": first_ts.dt.normalize().to_numpy(),
         }
     )
-    derived = derive_categories(items["title"])
-    items["category"] = derived if category is None else category.reindex(ids).fillna(OTHER_CATEGORY).to_numpy()
-    items.attrs["without_title"] = int(title.isna().sum())
-    return items
+    if category is None:
+        items["category"] = derive_categories(items["title"]).to_numpy()
+    else:
+        items["category"] = category.reindex(ids).fillna(OTHER_CATEGORY).to_numpy()
+    return items, int(title.isna().sum())
 
 
 def _user_profiles(events: pd.DataFrame, countries: pd.Series) -> pd.Series:
@@ -414,9 +452,8 @@ def _write_daily_batches(
     events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame, out_dir: Path, source: str, source_path: Path
 ) -> dict:
     """One self-contained batch per calendar day, each staged in a hidden folder and renamed into place."""
-    events = events.assign(stream_id=None, text=None).sort_values(["ts", "event_id"], kind="stable")
-    days = events["ts"].dt.normalize()
-    day_names = days.dt.strftime("%Y-%m-%d")
+    events = events.assign(stream_id=None, text=None).sort_values("ts", kind="stable")  # ties keep file order
+    day_names = events["ts"].dt.strftime("%Y-%m-%d")
     unique_days = day_names.unique()
     existing = [d for d in unique_days if (out_dir / d).exists()]
     if existing:
@@ -451,5 +488,5 @@ def _write_daily_batches(
         "events": len(events),
         "users": len(users),
         "items": len(items),
-        "items_without_description": items.attrs.get("without_title", 0),
+        "items_without_price": int(items["price"].isna().sum()),
     }

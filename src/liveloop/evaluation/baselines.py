@@ -153,36 +153,52 @@ class ItemKNNBaseline:
 
 
 class ALSBaseline:
-    """ID-based implicit-feedback matrix factorisation (Hu, Koren & Volinsky ALS, confidence 1 + alpha*log1p(count))."""
+    """ID-based implicit-feedback matrix factorisation: Hu, Koren & Volinsky ALS with confidence
+    1 + alpha*log1p(count), each half-step solved by a few conjugate-gradient steps vectorised over all rows
+    (Takacs et al. 2011), so a sweep costs a few sparse products instead of one dense solve per user."""
 
     name = "mf_als"
+    cg_steps = 3
 
     def __init__(self, data: Interactions, factors: int, iterations: int, regularization: float, alpha: float, seed: int):
         self.data = data
-        confidence = data.counts.copy().astype(np.float64)
+        confidence = data.counts.copy().astype(np.float32)
         confidence.data = 1.0 + alpha * np.log1p(confidence.data)
         by_user, by_item = confidence.tocsr(), confidence.T.tocsr()
         rng = np.random.default_rng(seed)
-        self.user_factors = rng.normal(0, 0.01, (by_user.shape[0], factors))
-        self.item_factors = rng.normal(0, 0.01, (by_user.shape[1], factors))
+        self.user_factors = rng.normal(0, 0.01, (by_user.shape[0], factors)).astype(np.float32)
+        self.item_factors = rng.normal(0, 0.01, (by_user.shape[1], factors)).astype(np.float32)
         for _ in range(iterations):
-            self.user_factors = self._solve(by_user, self.item_factors, regularization)
-            self.item_factors = self._solve(by_item, self.user_factors, regularization)
+            self.user_factors = self._solve(by_user, self.user_factors, self.item_factors, regularization)
+            self.item_factors = self._solve(by_item, self.item_factors, self.user_factors, regularization)
 
-    @staticmethod
-    def _solve(confidence: sp.csr_matrix, fixed: np.ndarray, regularization: float) -> np.ndarray:
-        """Exact least squares per row: (Y'Y + Y'(C-I)Y + reg I) x = Y'C p."""
-        gram = fixed.T @ fixed + regularization * np.eye(fixed.shape[1])
-        out = np.zeros((confidence.shape[0], fixed.shape[1]))
-        for row in range(confidence.shape[0]):
-            start, stop = confidence.indptr[row], confidence.indptr[row + 1]
-            if start == stop:
-                continue
-            idx, conf = confidence.indices[start:stop], confidence.data[start:stop]
-            local = fixed[idx]
-            lhs = gram + (local.T * (conf - 1.0)) @ local
-            out[row] = np.linalg.solve(lhs, local.T @ conf)
-        return out
+    @classmethod
+    def _solve(cls, confidence: sp.csr_matrix, start: np.ndarray, fixed: np.ndarray, regularization: float) -> np.ndarray:
+        """Approximately solve (Y'Y + Y'(C_u - I)Y + reg I) x_u = Y'C_u p_u for every row u, warm-started."""
+        gram = fixed.T @ fixed + regularization * np.eye(fixed.shape[1], dtype=fixed.dtype)
+        rows = np.repeat(np.arange(confidence.shape[0]), np.diff(confidence.indptr))
+        fixed_at_nonzeros, extra = fixed[confidence.indices], confidence.data - 1.0
+
+        def apply(x: np.ndarray) -> np.ndarray:
+            dots = np.einsum("nf,nf->n", fixed_at_nonzeros, x[rows]) * extra
+            weighted = sp.csr_matrix((dots, confidence.indices, confidence.indptr), shape=confidence.shape)
+            return x @ gram + weighted @ fixed
+
+        x = start.copy()
+        residual = confidence @ fixed - apply(x)
+        direction = residual.copy()
+        norm = np.einsum("uf,uf->u", residual, residual)
+        for _ in range(cls.cg_steps):
+            step_dir = apply(direction)
+            denom = np.einsum("uf,uf->u", direction, step_dir)
+            step = np.divide(norm, denom, out=np.zeros_like(norm), where=denom > 1e-20)
+            x += step[:, None] * direction
+            residual -= step[:, None] * step_dir
+            new_norm = np.einsum("uf,uf->u", residual, residual)
+            ratio = np.divide(new_norm, norm, out=np.zeros_like(norm), where=norm > 1e-20)
+            direction = residual + ratio[:, None] * direction
+            norm = new_norm
+        return x
 
     def score(self, user_ids: list[str], item_ids: list[str]) -> np.ndarray:
         rows, known_users = self.data.user_rows(user_ids)
@@ -195,7 +211,7 @@ class ALSBaseline:
         return mf + 1e-6 * self.data.popularity(item_ids)[None, :]
 
 
-def id_baselines(events: pd.DataFrame, as_of: pd.Timestamp, cfg) -> list:
+def id_baselines(events: pd.DataFrame, as_of: pd.Timestamp, cfg, seed: int) -> list:
     """All ID-based baselines fitted on the positives before `as_of` (cfg: EvaluateConfig)."""
     data = Interactions.from_events(events.loc[events["ts"] < as_of], as_of, cfg.popularity_days)
     return [
@@ -203,5 +219,5 @@ def id_baselines(events: pd.DataFrame, as_of: pd.Timestamp, cfg) -> list:
         RepeatBaseline(data, "count"),
         RepeatBaseline(data, "recency"),
         ItemKNNBaseline(data, cfg.knn_neighbours),
-        ALSBaseline(data, cfg.mf_factors, cfg.mf_iterations, cfg.mf_regularization, cfg.mf_alpha, cfg.seed),
+        ALSBaseline(data, cfg.mf_factors, cfg.mf_iterations, cfg.mf_regularization, cfg.mf_alpha, seed),
     ]

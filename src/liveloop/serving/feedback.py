@@ -94,7 +94,8 @@ def export_feedback(ws: Workspace, day: date | str) -> Path:
     upserts = pd.DataFrame([r for r in records if r.get("kind") == "item"], columns=["kind", *COLUMNS["items"], "stream_id"])
     if not upserts.empty:
         upserts["first_seen"] = pd.to_datetime(upserts["first_seen"])
-        items = pd.concat([items, upserts[list(COLUMNS["items"])]], ignore_index=True)
+        upserted = upserts[list(COLUMNS["items"])]
+        items = pd.concat([items, upserted.astype(items.dtypes.to_dict())], ignore_index=True) if len(items) else upserted
         items = items.drop_duplicates("item_id", keep="last")
         streams = _attach_items(streams, upserts.dropna(subset=["stream_id"]))
 

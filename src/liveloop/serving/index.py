@@ -9,6 +9,7 @@ search over items that went live since (the delta), with items that went offline
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 
 import numpy as np
@@ -73,6 +74,14 @@ class ItemIndex:
                    frozenset(live_streams), ann_threshold, np.asarray(base_rows), base_vectors, ann, row_of)
 
     # ----- lookups -----
+    @cached_property
+    def titles(self) -> dict[str, str]:
+        return dict(zip(self.items["item_id"], self.items["title"]))
+
+    @cached_property
+    def item_ids(self) -> np.ndarray:
+        return self.items["item_id"].to_numpy()
+
     @property
     def dim(self) -> int:
         return self.vectors.shape[1]
@@ -139,7 +148,8 @@ class ItemIndex:
         items.loc[[self.row_of[i] for i in new_items.loc[known, "item_id"]], list(COLUMNS["items"])] = (
             new_items[known].to_numpy()
         )
-        items = pd.concat([items, new_items[~known]], ignore_index=True)
+        if (~known).any():
+            items = pd.concat([items, new_items[~known].astype(items.dtypes.to_dict())], ignore_index=True)
         vectors = np.concatenate([vectors, new_vectors[~known.to_numpy()]]).astype(np.float32)
         streams = self.streams
         if stream_links:

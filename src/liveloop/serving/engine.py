@@ -1,0 +1,258 @@
+"""What the service does, as plain code: load a packaged model into a serving state, recommend, score,
+take feedback and item upserts. The BentoML class (service.py) only maps HTTP onto these, so the same code runs
+in-process for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from liveloop.config import ServeConfig
+from liveloop.data.schema import COLUMNS, EVENT_TYPES
+from liveloop.serving.batching import EncodeBatcher
+from liveloop.serving.feedback import FeedbackLog
+from liveloop.serving.index import CatalogError, ItemIndex, resolve_now
+from liveloop.serving.package import (HISTORY_FILE, INDEX_FILE, ITEMS_FILE, MODEL_DIR, PACKAGE_FILE,
+                                      POPULARITY_FILE, STREAMS_FILE)
+from liveloop.serving.state import Profile, UserStates, build_profile
+
+NO_HISTORY = "no history"  # the user-tower text of a user without behaviour (same as liveloop.model.text)
+REASON_VERBS = {"bought": "bought", "carted": "added to cart", "clicked": "clicked"}
+COLD_REASON = "popular in live rooms now"
+GENERIC_REASON = "matches your recent activity"  # the user only commented: nothing to point at
+
+
+class RequestError(ValueError):
+    """A request that names something wrong (unknown item/stream, too many rows); becomes a 4xx."""
+
+
+@dataclass
+class ServingState:
+    tag: str
+    meta: dict
+    model: object  # liveloop.model.recommender.Recommender
+    index: ItemIndex
+    users: UserStates
+    batcher: EncodeBatcher
+    serve: ServeConfig
+    write_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def version(self) -> str:
+        return self.meta.get("model_version") or self.tag
+
+
+def load_state(model_path: str | Path, tag: str, serve: ServeConfig, device: str = "auto") -> ServingState:
+    """Everything for one packaged model: recommender, item index at "now", user histories, encode batcher."""
+    from safetensors.numpy import load_file
+
+    from liveloop.model.recommender import Recommender
+
+    path = Path(model_path)
+    model = Recommender.load(path / MODEL_DIR, device=device)
+    vectors = load_file(str(path / INDEX_FILE))["item_vectors"]
+    items = pd.read_parquet(path / ITEMS_FILE)
+    streams = pd.read_parquet(path / STREAMS_FILE)
+    streams["item_ids"] = streams["item_ids"].map(list)
+    index = ItemIndex.build(items, vectors, streams, resolve_now(serve.now, streams), serve.ann_threshold)
+    users = UserStates(pd.read_parquet(path / HISTORY_FILE), json.loads((path / POPULARITY_FILE).read_text()),
+                       serve.history_events_per_user)
+    return ServingState(tag, json.loads((path / PACKAGE_FILE).read_text()), model, index, users,
+                        EncodeBatcher(lambda texts: encode_users(model, texts), serve.max_batch_rows), serve)
+
+
+def encode_users(model, texts: list[str]) -> np.ndarray:
+    """User-tower encode; bf16 autocast on a GPU, plain fp32 on CPU."""
+    import torch
+
+    if model.device.type == "cuda":
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            return model.encode_users(texts, batch_size=len(texts))
+    return model.encode_users(texts, batch_size=max(1, len(texts)))
+
+
+# ----- requests ---------------------------------------------------------------------------------------------------
+def events_frame(state: ServingState, events: list[dict], default_user: str | None = None) -> pd.DataFrame:
+    """Request events -> an events table (schema columns): ids assigned, ts defaulted to now, references checked."""
+    frame = pd.DataFrame(events, columns=[c for c in COLUMNS["events"]])
+    if default_user is not None:
+        frame["user_id"] = default_user
+    frame["event_id"] = [e if isinstance(e, str) and e else uuid.uuid4().hex for e in frame["event_id"]]
+    frame["ts"] = pd.Series([parse_ts(t, state.index.now) for t in frame["ts"]], dtype="datetime64[ns]")
+    bad_types = sorted(set(frame["event_type"]) - set(EVENT_TYPES))
+    if bad_types:
+        raise RequestError(f"unknown event_type(s) {bad_types}; expected one of {list(EVENT_TYPES)}")
+    try:
+        state.index.rows(list(frame["item_id"]))
+    except CatalogError as exc:
+        raise RequestError(str(exc)) from None
+    unknown_streams = sorted(set(frame["stream_id"].dropna()) - set(state.index.streams["stream_id"]))
+    if unknown_streams:
+        raise RequestError(f"unknown stream_id(s) {unknown_streams[:10]}")
+    return frame
+
+
+def parse_ts(value, default: pd.Timestamp) -> pd.Timestamp:
+    """An event time as tz-naive UTC; missing means now."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return pd.Timestamp(default)
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise RequestError(f"ts {value!r} is not an ISO 8601 time") from None
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+
+
+async def user_profile(state: ServingState, user_id: str, recent: pd.DataFrame | None):
+    """(profile or None, vector): cached, from stored behaviour plus request events, or the no-history text."""
+    index = state.index
+    if recent is not None:
+        events = state.users.events(user_id) + recent.to_dict("records")
+        profile = build_profile(events, index.titles, index.now, state.serve.history_events_per_user)
+    else:
+        cached = state.users.cached(user_id)
+        if cached is not None:
+            return cached
+        profile, generation = state.users.profile(user_id, index.titles, index.now)
+        if profile is not None:
+            vector = (await state.batcher.encode([profile.context.text]))[0]
+            state.users.remember(user_id, profile, vector, generation)
+            return profile, vector
+    text = profile.context.text if profile is not None else NO_HISTORY
+    return profile, (await state.batcher.encode([text]))[0]
+
+
+async def recommend(state: ServingState, user_id: str, k: int, stream_id: str | None = None,
+                    recent_events: list[dict] | None = None) -> dict:
+    """Top-k available items for a user, each with a score and a short reason; cold start by popularity."""
+    if k > state.serve.max_k:
+        raise RequestError(f"k must be at most {state.serve.max_k}, got {k}")
+    index = state.index
+    try:
+        within = index.stream_rows(stream_id) if stream_id is not None else None
+    except CatalogError as exc:
+        raise RequestError(str(exc)) from None
+    recent = events_frame(state, recent_events, default_user=user_id) if recent_events else None
+    if recent is None and not state.users.known(user_id):
+        return {"user_id": user_id, "cold_start": True, "model_version": state.version,
+                "items": popular(state, index, k, within)}
+    profile, vector = await user_profile(state, user_id, recent)
+    items = await asyncio.to_thread(rank, state, index, profile, vector, k, within)
+    return {"user_id": user_id, "cold_start": not state.users.known(user_id), "model_version": state.version,
+            "items": items}
+
+
+def popular(state: ServingState, index: ItemIndex, k: int, within: np.ndarray | None) -> list[dict]:
+    rows = within if within is not None else np.flatnonzero(index.available)
+    ids = index.item_ids[rows]
+    counts = np.array([state.users.popularity.get(i, 0.0) for i in ids], dtype=np.float64)
+    order = np.argsort(-counts, kind="stable")[:k]
+    total = max(counts.sum(), 1.0)
+    return [{"item_id": ids[o], "title": index.titles[ids[o]], "score": float(counts[o] / total),
+             "reason": COLD_REASON} for o in order]
+
+
+def rank(state: ServingState, index: ItemIndex, profile: Profile | None, vector: np.ndarray, k: int,
+         within: np.ndarray | None) -> list[dict]:
+    """Retrieve k + margin by dot product, add the available history items, rescore with the repeat bonus, cut to k."""
+    rows, _ = index.top(vector, k + state.serve.retrieval_margin, within)
+    history = [i for i in (profile.context.item_counts if profile else {}) if i in index.row_of]
+    if history:
+        hist_rows = index.rows(history)
+        allowed = index.available[hist_rows] if within is None else np.isin(hist_rows, within)
+        rows = np.unique(np.concatenate([rows, hist_rows[allowed]]))
+    if len(rows) == 0:
+        return []
+    ids = index.item_ids[rows]
+    contexts = [profile.context] if profile else None
+    scores = state.model.score(vector[None, :], index.vectors[rows], contexts, list(ids) if profile else None)[0]
+    order = np.argsort(-scores)[:k]
+    reasons = explain(index, profile, rows[order])
+    return [{"item_id": ids[o], "title": index.titles[ids[o]], "score": float(scores[o]), "reason": r}
+            for o, r in zip(order, reasons)]
+
+
+def explain(index: ItemIndex, profile: Profile | None, rows: np.ndarray) -> list[str]:
+    """'because you bought X' with X the most similar item the user engaged with; repeats say so."""
+    history = [i for i in (profile.verbs if profile else {}) if i in index.row_of]
+    if not history:
+        return [GENERIC_REASON if profile else COLD_REASON] * len(rows)
+    hist_rows = index.rows(history)
+    nearest = (index.vectors[rows] @ index.vectors[hist_rows].T).argmax(axis=1)
+    out = []
+    for item_id, near in zip(index.item_ids[rows], nearest):
+        if item_id in profile.verbs:
+            out.append(f"you {REASON_VERBS[profile.verbs[item_id]]} this before")
+        else:
+            out.append(f"because you {REASON_VERBS[profile.verbs[history[near]]]} {index.titles[history[near]]}")
+    return out
+
+
+async def score(state: ServingState, user_id: str, item_ids: list[str]) -> dict:
+    """CTR probabilities for (user, item) pairs from the CTR head."""
+    if len(item_ids) > state.serve.max_item_ids:
+        raise RequestError(f"at most {state.serve.max_item_ids} item_ids per request, got {len(item_ids)}")
+    index = state.index
+    try:
+        rows = index.rows(item_ids)
+    except CatalogError as exc:
+        raise RequestError(str(exc)) from None
+    _, vector = await user_profile(state, user_id, None)
+    probs = state.model.ctr(vector[None, :], index.vectors[rows])[0]
+    return {"user_id": user_id, "model_version": state.version,
+            "scores": [{"item_id": i, "ctr": float(p)} for i, p in zip(item_ids, probs)]}
+
+
+def json_records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as JSON-safe dicts: missing values as null (never NaN), times as ISO strings."""
+    out = frame.copy()
+    for column in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[column]):
+            out[column] = out[column].dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return out.astype(object).where(out.notna(), None).to_dict("records")
+
+
+def add_feedback(state: ServingState, log: FeedbackLog, events: list[dict]) -> dict:
+    """Durably log events (fsync before returning), then update the users' in-memory state."""
+    if len(events) > state.serve.max_events_per_request:
+        raise RequestError(f"at most {state.serve.max_events_per_request} events per request, got {len(events)}")
+    frame = events_frame(state, events)
+    log.append([{"kind": "event", **r} for r in json_records(frame)])
+    state.users.add(frame)
+    return {"accepted": len(frame), "event_ids": list(frame["event_id"])}
+
+
+def upsert_items(state: ServingState, log: FeedbackLog | None, items: list[dict]) -> dict:
+    """Embed new/changed products at once and swap in a catalog where they are recommendable (cold start by text)."""
+    from liveloop.model.text import item_texts
+
+    if len(items) > state.serve.max_events_per_request:
+        raise RequestError(f"at most {state.serve.max_events_per_request} items per request, got {len(items)}")
+    frame = pd.DataFrame(items).reindex(columns=[*COLUMNS["items"], "stream_id", "available"])
+    frame["available"] = [a is not False for a in frame["available"]]
+    frame["first_seen"] = [parse_ts(t, state.index.now) for t in frame["first_seen"]]
+    known_streams = set(state.index.streams["stream_id"])
+    unknown = sorted(set(frame["stream_id"].dropna()) - known_streams)
+    if unknown:
+        raise RequestError(f"unknown stream_id(s) {unknown[:10]}")
+    with state.write_lock:
+        index = state.index
+        shown_in = index.streams.set_index("stream_id")["title"].to_dict()
+        rooms = pd.DataFrame({"title": [shown_in[s] for s in frame["stream_id"].dropna()],
+                              "start": index.now, "item_ids": [[i] for i in frame.loc[frame["stream_id"].notna(), "item_id"]]})
+        texts = item_texts(frame, rooms)
+        vectors = state.model.encode_items([texts[i] for i in frame["item_id"]])
+        links = frame.dropna(subset=["stream_id"]).groupby("stream_id")["item_id"].apply(list).to_dict()
+        availability = dict(zip(frame["item_id"], frame["available"]))
+        if log is not None:
+            log.append([{"kind": "item", **r} for r in json_records(frame[[*COLUMNS["items"], "stream_id"]])])
+        state.index = index.with_items(frame, vectors, availability, links)
+    return {"upserted": len(frame), "live_items": state.index.n_live}

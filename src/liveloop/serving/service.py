@@ -1,0 +1,265 @@
+"""BentoML service: `bentoml serve liveloop.serving.service:LiveRecommender`.
+
+Config comes from LIVELOOP_PARAMS (default ./params.yaml; without either, the serve config packaged with the
+model and the current folder as workspace). One worker process: the user state, the feedback writer and the item
+catalog live in its memory, so the very next request sees feedback and upserts. Heavy work happens in __init__.
+Endpoints: POST /recommend, /score, /feedback, /items; GET /v1/ready; BentoML's /healthz, /readyz, /metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Literal
+
+import bentoml
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+
+from liveloop.data.schema import EVENT_TYPES
+from liveloop.serving.package import MODEL_NAME
+
+logger = logging.getLogger("liveloop.serving")
+status_app = FastAPI(title="liveloop status")
+
+Id = Annotated[str, Field(min_length=1, max_length=200)]
+Text = Annotated[str, Field(max_length=2000)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RecentEvent(_Strict):
+    item_id: Id
+    event_type: Literal[EVENT_TYPES]  # type: ignore[valid-type]
+    ts: datetime | None = None
+    stream_id: Id | None = None
+    text: Text | None = None
+    quantity: float | None = Field(None, allow_inf_nan=False)
+    price: float | None = Field(None, ge=0, allow_inf_nan=False)
+
+
+class FeedbackEvent(RecentEvent):
+    user_id: Id
+    event_id: Id | None = None
+
+
+class ItemUpsert(_Strict):
+    item_id: Id
+    title: Annotated[str, Field(min_length=1, max_length=500)]
+    category: Annotated[str, Field(min_length=1, max_length=200)]
+    brand: Text | None = None
+    description: Text | None = None
+    price: float = Field(ge=0, allow_inf_nan=False)
+    first_seen: datetime | None = None
+    stream_id: Id | None = Field(None, description="live room the product is shown in")
+    available: bool = Field(True, description="recommendable now, whatever the room windows say")
+
+
+class BodySizeLimit:
+    """ASGI middleware: 413 for bodies above serve.max_body_bytes (declared or streamed)."""
+
+    def __init__(self, app, max_bytes: int | None = None):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        if self.max_bytes is None:
+            self.max_bytes = _body_limit()
+        limit = self.max_bytes
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return await _reject_too_large(send, limit)
+        seen = 0
+
+        async def counted_receive():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, counted_receive, send)
+        except _TooLarge:
+            await _reject_too_large(send, limit)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _reject_too_large(send, limit: int) -> None:
+    body = f'{{"error": "request body larger than {limit} bytes (serve.max_body_bytes)"}}'.encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _body_limit() -> int:
+    from liveloop.config import ServeConfig, load_config
+
+    path = Path(os.environ.get("LIVELOOP_PARAMS", "params.yaml"))
+    return (load_config(path).serve if path.exists() else ServeConfig()).max_body_bytes
+
+
+def _settings(model_path: Path | None = None):
+    """(Config, Workspace) from LIVELOOP_PARAMS / ./params.yaml, else the config packaged with the model."""
+    import json
+
+    from liveloop.config import Config, ServeConfig
+    from liveloop.serving.package import PACKAGE_FILE
+    from liveloop.workspace import Workspace, open_workspace
+
+    path = Path(os.environ.get("LIVELOOP_PARAMS", "params.yaml"))
+    if path.exists():
+        return open_workspace(path)
+    if "LIVELOOP_PARAMS" in os.environ or model_path is None:
+        raise FileNotFoundError(f"LIVELOOP_PARAMS names {path}, which does not exist")
+    packaged = json.loads((model_path / PACKAGE_FILE).read_text())["serve"]
+    cfg = Config(serve=ServeConfig.model_validate(packaged))
+    cfg.paths = cfg.paths.resolve(Path.cwd())
+    ws = Workspace.from_config(cfg)
+    return cfg, ws
+
+
+def _bad_request(exc: Exception) -> bentoml.exceptions.InvalidArgument:
+    return bentoml.exceptions.InvalidArgument(str(exc))
+
+
+@bentoml.service(name="liveloop", workers=1, traffic={"timeout": 60, "max_concurrency": 512})
+@bentoml.asgi_app(status_app, path="/v1")
+class LiveRecommender:
+    model_ref = bentoml.models.BentoModel(f"{MODEL_NAME}:latest")
+
+    def __init__(self) -> None:
+        from liveloop.serving.engine import load_state
+        from liveloop.serving.feedback import FeedbackLog, log_path
+
+        stored = self.model_ref
+        cfg, ws = _settings(Path(stored.path))
+        self.serve_cfg = cfg.serve
+        self.feedback_log = FeedbackLog(log_path(ws))
+        self.state = load_state(stored.path, str(stored.tag), self.serve_cfg)
+        self._swap_lock = threading.Lock()  # feedback, upserts and model swaps, one at a time
+        self._session_items: list[dict] = []  # /items upserts, re-applied (re-embedded) after a model swap
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="liveloop-reload", daemon=True)
+        self._poller.start()
+        logger.info("serving %s (%s), %d live items", self.state.version, self.state.tag, self.state.index.n_live)
+
+    def __is_ready__(self) -> bool:
+        return getattr(self, "state", None) is not None
+
+    # ----- hot reload -----
+    def _poll(self) -> None:
+        while not self._stop.wait(self.serve_cfg.reload_poll_seconds):
+            try:
+                self.reload_if_newer()
+            except Exception:  # keep serving the current model; the log says why the new one did not load
+                logger.exception("hot reload failed; still serving %s", self.state.tag)
+
+    def reload_if_newer(self) -> bool:
+        """Load the newest packaged model off to the side, carry session state over, swap one reference."""
+        from liveloop.serving.engine import load_state, upsert_items
+        from liveloop.serving.index import resolve_now
+
+        latest = bentoml.models.get(f"{MODEL_NAME}:latest")
+        if str(latest.tag) == self.state.tag:
+            if self.serve_cfg.now is None:  # wall clock: rooms open and close
+                with self._swap_lock:
+                    self.state.index = self.state.index.at(resolve_now(None, self.state.index.streams))
+            return False
+        fresh = load_state(latest.path, str(latest.tag), self.serve_cfg)
+        with self._swap_lock:
+            old = self.state
+            fresh.users.add(old.users.feedback_events())
+            if self._session_items:
+                upsert_items(fresh, None, self._session_items)
+            self.state = fresh
+        old.batcher.close()
+        logger.info("hot reload: now serving %s (%s)", fresh.version, fresh.tag)
+        return True
+
+    @bentoml.on_shutdown
+    def _shutdown(self) -> None:
+        self._stop.set()
+
+    # ----- endpoints -----
+    @status_app.get("/ready")
+    def ready(self) -> dict:
+        """Readiness with what is loaded: model version, store tag, catalog and live item counts."""
+        state = self.state
+        return {"ready": True, "model_version": state.version, "model_tag": state.tag,
+                "items": len(state.index.items), "live_items": state.index.n_live, "now": str(state.index.now),
+                "encode_batches": state.batcher.batches, "encode_rows": state.batcher.rows}
+
+    @bentoml.api(route="/recommend")
+    async def recommend(
+        self,
+        user_id: Id,
+        k: Annotated[int, Field(gt=0, description="number of items, 1..serve.max_k")] = 10,
+        stream_id: Id | None = None,
+        recent_events: Annotated[list[RecentEvent] | None, Field(min_length=1)] = None,
+    ) -> dict:
+        """Top-k items live now, each with a score and a reason; cold start for unknown users."""
+        from liveloop.serving.engine import RequestError, recommend
+
+        events = [e.model_dump() for e in recent_events] if recent_events else None
+        try:
+            return await recommend(self.state, user_id, k, stream_id, events)
+        except RequestError as exc:
+            raise _bad_request(exc) from None
+
+    @bentoml.api(route="/score")
+    async def score(self, user_id: Id, item_ids: Annotated[list[Id], Field(min_length=1)]) -> dict:
+        """CTR probabilities from the CTR head for the given items."""
+        from liveloop.serving.engine import RequestError, score
+
+        try:
+            return await score(self.state, user_id, item_ids)
+        except RequestError as exc:
+            raise _bad_request(exc) from None
+
+    @bentoml.api(route="/feedback")
+    async def feedback(self, events: Annotated[list[FeedbackEvent], Field(min_length=1)]) -> dict:
+        """Append events durably to the feedback log (the loop's next batch); the next /recommend reflects them."""
+        from liveloop.serving.engine import RequestError, add_feedback
+
+        def write() -> dict:
+            with self._swap_lock:
+                return add_feedback(self.state, self.feedback_log, [e.model_dump() for e in events])
+
+        try:
+            return await asyncio.to_thread(write)
+        except RequestError as exc:
+            raise _bad_request(exc) from None
+
+    @bentoml.api(route="/items")
+    async def items(self, items: Annotated[list[ItemUpsert], Field(min_length=1)]) -> dict:
+        """Upsert products and availability; new products are embedded now and recommendable at once."""
+        from liveloop.serving.engine import RequestError, upsert_items
+
+        records = [i.model_dump() for i in items]
+
+        def write() -> dict:
+            with self._swap_lock:
+                result = upsert_items(self.state, self.feedback_log, records)
+                self._session_items.extend(records)
+                return result
+
+        try:
+            return await asyncio.to_thread(write)
+        except RequestError as exc:
+            raise _bad_request(exc) from None
+
+
+LiveRecommender.add_asgi_middleware(BodySizeLimit)

@@ -1,0 +1,5 @@
+"""Training: the loop, replay reservoir, checkpoints and DDP. `train()` is the one entry point."""
+
+from liveloop.training.loop import TrainError, TrainResult, train
+
+__all__ = ["TrainError", "TrainResult", "train"]

@@ -1,0 +1,99 @@
+"""Real Evidently runs on simulated batches: stable days give no drift, a price shock gives drift naming price;
+the HTML report and the JSON verdict are written; the CLI exits 0 either way and 1 with a clear error on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from liveloop.cli import app
+from liveloop.config import DriftConfig, SimulateConfig
+from liveloop.data.simulator import simulate
+from liveloop.monitoring import DriftInputError, check_drift
+
+SMALL = dict(days=4, drift_day=3, n_users=300, n_items=200)
+# Small samples keep each check to a few seconds; thresholds stay the shipped defaults.
+FAST = DriftConfig(embedding_sample=80, max_rows=5000)
+
+
+@pytest.fixture(scope="module")
+def batches(tmp_path_factory) -> dict[str, list[Path]]:
+    root = tmp_path_factory.mktemp("drift")
+    return {
+        scenario: simulate(SimulateConfig(scenario=scenario, **SMALL), 3, root / scenario, root / f"{scenario}-truth")
+        for scenario in ("stable", "price-shock")
+    }
+
+
+def _assert_written(verdict: dict, out: Path) -> None:
+    assert set(verdict) >= {"drift", "signals", "reasons"}
+    assert isinstance(verdict["drift"], bool) and isinstance(verdict["reasons"], list)
+    assert set(verdict["signals"]) >= {"tabular", "new_values", "embeddings"}
+    assert set(verdict["signals"]["embeddings"]) == {"items", "users", "comments"}
+    on_disk = json.loads((out / "drift.json").read_text())
+    assert on_disk["drift"] == verdict["drift"] and on_disk["reasons"] == verdict["reasons"]
+    html = (out / "drift_report.html").read_text()
+    assert len(html) > 100_000  # Evidently's renderer plus the widgets, not an empty shell
+    assert "price" in html and "jensenshannon" in html
+
+
+@pytest.mark.slow
+def test_stable_days_do_not_drift(batches, tmp_path):
+    days = batches["stable"]
+    verdict = check_drift(days[:3], days[3], tmp_path, FAST)
+    _assert_written(verdict, tmp_path)
+    assert verdict["drift"] is False, verdict["reasons"]
+    assert verdict["signals"]["new_values"]["category"] == 0.0
+
+
+@pytest.mark.slow
+def test_price_shock_drifts_and_names_price(batches, tmp_path):
+    days = batches["price-shock"]
+    verdict = check_drift(days[:3], days[3], tmp_path, FAST)
+    _assert_written(verdict, tmp_path)
+    assert verdict["drift"] is True
+    assert any(r.startswith("price drifted") for r in verdict["reasons"]), verdict["reasons"]
+    assert verdict["signals"]["tabular"]["columns"]["price"]["drift"] is True
+
+
+def _cli(params_file: Path, args: list[str]):
+    params = params_file.read_text() + "\n"
+    # the test's small sample sizes, through the same params.yaml the CLI reads
+    params_file.write_text(params.replace("embedding_sample: 200", "embedding_sample: 80"))
+    return CliRunner().invoke(app, ["drift", *args, "--params", str(params_file)])
+
+
+@pytest.mark.slow
+def test_cli_exits_zero_with_and_without_drift(batches, params_file, tmp_path):
+    for scenario, expected in (("stable", "drift: no"), ("price-shock", "drift: yes")):
+        days = batches[scenario]
+        out = tmp_path / scenario
+        refs = [arg for d in days[:3] for arg in ("--reference", str(d))]
+        result = _cli(params_file, [*refs, "--current", str(days[3]), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        assert expected in result.output
+        assert (out / "drift_report.html").exists() and (out / "drift.json").exists()
+
+
+def test_cli_bad_input_is_one_clear_error(batches, params_file, tmp_path):
+    days = batches["stable"]
+    result = _cli(params_file, ["--reference", str(days[0]), "--current", str(tmp_path / "nope"), "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "error: current batch" in result.output and "is not a folder" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_current_batch_inside_the_reference_is_refused(batches, tmp_path):
+    days = batches["stable"]
+    with pytest.raises(DriftInputError, match="also in the reference"):
+        check_drift(days[:2], days[1], tmp_path, FAST)
+
+
+def test_unknown_policy_column_is_refused(batches, tmp_path):
+    days = batches["stable"]
+    cfg = DriftConfig(thresholds={"column_drift": {"colour": 0.1}})
+    with pytest.raises(DriftInputError, match=r"unknown columns \['colour'\]"):
+        check_drift(days[:1], days[1], tmp_path, cfg)

@@ -1,0 +1,109 @@
+"""The retrain policy (thresholds -> verdict and reasons) and the per-batch frames it is measured on."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from liveloop.config import ConfigError, DriftThresholds, load_config
+from liveloop.monitoring.frames import event_frame, new_value_share, user_frame
+from liveloop.monitoring.policy import decide
+
+
+def _signals(**parts) -> dict:
+    base = {
+        "tabular": {
+            "drifted_share": 0.0,
+            "columns": {"price": {"score": 0.02, "method": "wasserstein", "threshold": 0.1, "drift": False}},
+        },
+        "new_values": {"category": 0.0, "host_id": 0.0},
+        "embeddings": {"items": {"auc": 0.52}, "comments": {"auc": 0.55}},
+        "prediction": {"top_score": 0.03},
+        "performance": {"ndcg@10": {"current": 0.30, "baseline": 0.31, "baseline_source": "on x", "relative_drop": 0.03}},
+    }
+    base.update(parts)
+    return base
+
+
+def test_quiet_signals_give_no_drift_and_no_reasons():
+    assert decide(_signals(), DriftThresholds()) == (False, [])
+    assert decide({}, DriftThresholds()) == (False, [])
+
+
+def test_column_over_its_threshold_is_drift_with_the_column_and_number_named():
+    columns = {"price": {"score": 0.4321, "method": "wasserstein", "threshold": 0.1, "drift": True}}
+    drift, reasons = decide(_signals(tabular={"drifted_share": 0.17, "columns": columns}), DriftThresholds())
+    assert drift
+    assert reasons == ["price drifted: wasserstein distance 0.432 >= 0.1"]
+
+
+def test_threshold_comes_from_the_policy_not_from_the_signal():
+    columns = {"price": {"score": 0.15, "method": "wasserstein", "threshold": 0.1, "drift": True}}
+    signals = _signals(tabular={"drifted_share": 0.0, "columns": columns})
+    assert decide(signals, DriftThresholds())[0]
+    looser = DriftThresholds(column_drift={"price": 0.2})
+    assert decide(signals, looser) == (False, [])
+
+
+def test_each_signal_kind_gives_its_own_reason():
+    signals = _signals(
+        tabular={"drifted_share": 0.5, "columns": {}},
+        new_values={"category": 0.12, "host_id": 0.0},
+        embeddings={"comments": {"auc": 0.81}},
+        prediction={"top_score": 0.3},
+        performance={"ndcg@10": {"current": 0.2, "baseline": 0.4, "baseline_source": "recorded", "relative_drop": 0.5}},
+    )
+    drift, reasons = decide(signals, DriftThresholds())
+    assert drift and len(reasons) == 5
+    text = "\n".join(reasons)
+    assert "50% of tabular columns drifted" in text
+    assert "12.0% of events have a category unseen" in text
+    assert "comment text embeddings drifted: domain classifier ROC AUC 0.810" in text
+    assert "top score distribution drifted" in text
+    assert "ndcg@10 fell 50% (0.200 on this batch vs 0.400 recorded" in text
+
+
+def test_reaching_the_threshold_exactly_counts_as_drift():
+    drift, reasons = decide(_signals(embeddings={"items": {"auc": 0.65}}), DriftThresholds(embedding_auc=0.65))
+    assert drift and "item text embeddings" in reasons[0]
+
+
+def test_bad_threshold_in_params_names_the_field(params_file):
+    with pytest.raises(ConfigError, match="drift.thresholds.embedding_auc"):
+        load_config(params_file, {"drift.thresholds.embedding_auc": 0.3})
+
+
+def test_user_frame_counts_events_and_splits_sessions_on_gaps():
+    t0 = pd.Timestamp("2026-01-05 10:00")
+    events = pd.DataFrame(
+        {
+            "user_id": ["a", "a", "a", "b"],
+            # a: one 10-minute session, then (after 2 h) a single-event session; b: one event
+            "ts": [t0, t0 + pd.Timedelta(minutes=10), t0 + pd.Timedelta(hours=2), t0],
+        }
+    )
+    frame = user_frame(events, session_gap_minutes=30)
+    assert sorted(frame["events_per_user"]) == [1.0, 3.0]
+    assert sorted(frame["session_minutes"]) == [0.0, 5.0]
+
+
+def test_event_frame_joins_category_price_and_host():
+    tables = {
+        "items": pd.DataFrame({"item_id": ["i1", "i2"], "category": ["shoes", "bags"], "price": [10.0, 99.0]}),
+        "streams": pd.DataFrame({"stream_id": ["s1"], "host_id": ["h7"]}),
+        "events": pd.DataFrame(
+            {"item_id": ["i2", "i1"], "event_type": ["click", "purchase"], "stream_id": ["s1", None]}
+        ),
+    }
+    frame = event_frame(tables)
+    assert frame.to_dict("list") == {
+        "category": ["bags", "shoes"],
+        "price": [99.0, 10.0],
+        "event_type": ["click", "purchase"],
+        "host_id": ["h7", "(no room)"],
+    }
+
+
+def test_new_value_share_is_the_share_of_unseen_values():
+    assert new_value_share(pd.Series(["a", "b"]), pd.Series(["a", "c", "c", "b"])) == 0.5
+    assert new_value_share(pd.Series(["a"]), pd.Series([], dtype=str)) == 0.0
