@@ -21,7 +21,7 @@ export BENTOML_DO_NOT_TRACK := true
 export GX_ANALYTICS_ENABLED := false
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test ui serve bench clean-state help
+.PHONY: install run test ui serve repro clean-state help
 
 help:
 	@echo "make run    - the whole loop on the embedded simulator (simulate -> validate -> version -> drift -> train -> evaluate -> promote -> package)"
@@ -47,6 +47,9 @@ test: $(STAMP)
 
 ui: $(STAMP)
 	$(BIN)/python -m flows.serve --port 4200
+
+repro: $(STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
 
 serve: $(STAMP)
 	$(BIN)/liveloop package

@@ -307,5 +307,88 @@ def package_cmd(
                + f" (BENTOML_HOME={ws.bentoml_home})")
 
 
+def _evaluation_errors() -> tuple[type[Exception], ...]:
+    """User-facing errors of evaluate/benchmark (bad folders, empty windows, bad model dirs, unknown ids)."""
+    from liveloop.data.simulator import SimulationError
+    from liveloop.evaluation.evaluate import EvaluationError
+    from liveloop.evaluation.protocol import ProtocolError
+    from liveloop.model.recommender import ModelError
+    from liveloop.registry import RegistryError
+    from liveloop.training import TrainError
+
+    return EvaluationError, ProtocolError, ModelError, RegistryError, SimulationError, TrainError
+
+
+def _log_progress() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model dir to evaluate; default: the champion."),
+    history: Optional[list[Path]] = typer.Option(
+        None, "--history", help="History batch folder (repeatable); default: every accepted batch before the test batch."
+    ),
+    test: Optional[Path] = typer.Option(None, "--test", "-t", help="Batch folder to evaluate on; default: the latest accepted batch."),
+    truth: Optional[Path] = typer.Option(
+        None, "--truth", help="Simulator truth folder for the oracle row; default: data/simulator when it exists."
+    ),
+    baselines: bool = typer.Option(True, "--baselines/--no-baselines", help="Also score every baseline on the same split."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Metrics JSON (DVC metrics); default: metrics/eval.json."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Markdown table; default: reports/evaluation.md."),
+    params: Path = PARAMS,
+) -> None:
+    """Rank the test batch's candidates with the model, the baselines and the oracle; write metrics and a table."""
+    from liveloop.data.batches import list_batches
+    from liveloop.evaluation import evaluate_model
+    from liveloop.registry import champion_dir
+
+    cfg, ws = _setup(params)
+    _log_progress()
+    try:
+        model_dir = model or champion_dir(ws)
+        if model_dir is None:
+            _fail("no model to evaluate: give --model or promote a champion first")
+        if test is None:
+            accepted = list_batches(ws.accepted)
+            if not accepted:
+                _fail(f"no batch to evaluate on: give --test or accept batches into {ws.accepted}")
+            test = accepted[-1]
+        if history is None:
+            history = [d for d in list_batches(ws.accepted) if d.name < test.name]
+        if truth is None and ws.simulator_truth.exists():
+            truth = ws.simulator_truth
+        result = evaluate_model(cfg, model_dir, history, test, truth_dir=truth, out_json=out or ws.metrics / "eval.json",
+                                out_md=report or ws.reports / "evaluation.md", baselines=baselines)
+    except _evaluation_errors() as exc:
+        _fail(str(exc))
+    from liveloop.evaluation.report import markdown_report
+
+    typer.echo(markdown_report(result, f"Evaluation on {test.name}"))
+
+
+@app.command("benchmark")
+def benchmark_cmd(
+    data: Path = typer.Option(..., "--data", "-d", help="Folder of daily batches (from import-online-retail / import-interactions)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Result JSON; a .md table and a <name>-model/ dir are written beside it."),
+    params: Path = PARAMS,
+) -> None:
+    """Fine-tune on the data before the time cut, then compare the model with every baseline after it."""
+    from liveloop.evaluation import run_benchmark
+    from liveloop.evaluation.report import markdown_report
+
+    cfg, ws = _setup(params)
+    if not data.is_dir():
+        _fail(f"--data {data} is not a folder")
+    _log_progress()
+    try:
+        result = run_benchmark(cfg, ws, data, out)
+    except _evaluation_errors() as exc:
+        _fail(str(exc))
+    typer.echo(markdown_report(result, f"Benchmark on {data.name}"))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

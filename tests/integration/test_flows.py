@@ -1,0 +1,106 @@
+"""The loop as Prefect runs it (ephemeral API via prefect_test_harness), with real GX, DVC, Evidently and training."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+
+from liveloop import registry
+from liveloop.data.batches import list_batches
+from liveloop.workspace import open_workspace
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def harness():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def _artifact_keys() -> set[str]:
+    from prefect.client.orchestration import get_client
+
+    async def read():
+        async with get_client() as client:
+            return {a.key for a in await client.read_artifacts()}
+
+    return asyncio.run(read())
+
+
+def test_replay_timeline_runs_the_whole_loop(tiny_workspace: Path):
+    from flows.replay_timeline import replay_timeline
+
+    results = replay_timeline(params=str(tiny_workspace))
+    cfg, ws = open_workspace(tiny_workspace)
+    assert [r["batch"] for r in results] == [p.name for p in list_batches(ws.accepted)]
+    assert len(results) == 3
+    assert results[0]["status"] == "promoted", results[0]
+    assert all(r["status"] in {"promoted", "rejected"} for r in results), results
+    # every accepted batch is DVC-tracked and pushed to the local remote
+    for batch in list_batches(ws.accepted):
+        assert batch.with_name(batch.name + ".dvc").exists()
+    assert any(ws.dvc_remote.rglob("*")), "nothing was pushed to the DVC remote"
+    # lineage: the champion is registered with its data versions and flow run id, and is DVC-tracked
+    champ = registry.get_version(ws, registry.champion_version(ws))
+    assert champ["data_versions"] and champ["flow_run_id"]
+    assert (ws.versions / f"{champ['version']}.dvc").exists()
+    # drift reports for the batches that had a reference, and one artifact per batch plus the summary
+    assert len(list((ws.reports / "drift").rglob("*.html"))) >= 2
+    keys = _artifact_keys()
+    assert "timeline-summary" in keys
+    assert {f"batch-{r['batch']}" for r in results} <= keys
+    # later days warm-start from the champion
+    assert results[1]["train"]["steps"] == cfg.train.steps
+
+
+def test_quarantined_batch_skips_training_and_keeps_the_champion(tiny_workspace: Path):
+    from flows.live_loop import live_loop
+    from liveloop.data.simulator import simulate
+
+    cfg, ws = open_workspace(tiny_workspace)
+    days = simulate(cfg.simulate, cfg.seed, ws.incoming, ws.simulator_truth)
+    first = live_loop(str(days[0]), params=str(tiny_workspace))
+    assert first["status"] == "promoted"
+    champion = registry.champion_version(ws)
+    events = days[1] / "events.parquet"
+    events.write_bytes(b"this is not parquet")  # a corrupt upload
+    second = live_loop(str(days[1]), params=str(tiny_workspace))
+    assert second["status"] == "quarantined"
+    assert registry.champion_version(ws) == champion
+    quarantined = ws.quarantine / days[1].name
+    assert (quarantined / "report.json").exists()
+    assert (quarantined / "events.parquet").read_bytes() == b"this is not parquet", "the bad file must be kept as is"
+    assert not (ws.candidates / days[1].name).exists(), "a quarantined batch must not be trained on"
+    third = live_loop(str(days[2]), params=str(tiny_workspace))
+    assert third["status"] in {"promoted", "rejected"}
+
+
+def test_failing_training_is_retried_and_the_champion_keeps_serving(tiny_workspace: Path):
+    from prefect.client.orchestration import get_client
+
+    from flows.live_loop import live_loop
+    from liveloop.data.simulator import simulate
+
+    cfg, ws = open_workspace(tiny_workspace)
+    days = simulate(cfg.simulate, cfg.seed, ws.incoming, ws.simulator_truth)
+    assert live_loop(str(days[0]), params=str(tiny_workspace))["status"] == "promoted"
+    champion = registry.champion_version(ws)
+    # a real fault: the candidate's output folder cannot be created because a file sits at its path
+    ws.candidates.mkdir(parents=True, exist_ok=True)
+    (ws.candidates / days[1].name).write_text("not a folder")
+    state = live_loop(str(days[1]), params=str(tiny_workspace), return_state=True)
+    assert state.is_failed()
+    assert registry.champion_version(ws) == champion
+    assert (registry.champion_dir(ws) / "model.safetensors").exists()
+
+    async def train_runs():
+        async with get_client() as client:
+            runs = await client.read_task_runs()
+            return [r for r in runs if r.name.startswith("train_task") and r.flow_run_id == state.state_details.flow_run_id]
+
+    runs = asyncio.run(train_runs())
+    assert runs and runs[0].run_count == 2, "the failed training task should have been retried once"
