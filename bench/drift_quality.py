@@ -1,8 +1,9 @@
 """Quality of the drift monitor over simulator seeds: detection of every drift scenario within one batch of its start,
 and the false-alarm rate on stable batches.
 
-For each seed and scenario the simulator writes `--days` batches with the drift starting on `--drift-day`; each batch
-from day 1 on is checked against the (up to) `--window` batches before it, like the loop's reference window.
+For each seed and scenario the simulator writes `--days` batches with the drift starting on `--drift-day`; stable batches
+with a full window, and the drift day and the day after, are checked against the `--window` batches before them
+(the loop's reference window).
 Detected = flagged on the drift day or the day after. False alarm = a stable-scenario batch flagged.
 
     .venv/bin/python bench/drift_quality.py --seeds 1 2 3 --out /tmp/liveloop-bench/drift_quality
@@ -30,7 +31,7 @@ def run(params: Path, seeds: list[int], days: int, drift_day: int, window: int, 
             sim_cfg = cfg.simulate.model_copy(update={"days": days, "scenario": scenario, "drift_day": drift_day})
             batches = simulate(sim_cfg, seed, out / f"s{seed}" / scenario / "batches", out / f"s{seed}" / scenario / "truth",
                                overwrite=True)
-            checked = range(1, days) if scenario == "stable" else (drift_day, drift_day + 1)
+            checked = range(window, days) if scenario == "stable" else (drift_day, drift_day + 1)
             for day in checked:
                 if day >= days:
                     continue
@@ -62,8 +63,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params.yaml (drift and simulate sections)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="simulator seeds")
-    parser.add_argument("--days", type=int, default=6, help="simulated days per scenario")
-    parser.add_argument("--drift-day", type=int, default=3, help="day index where the drift starts")
+    parser.add_argument("--days", type=int, default=7, help="simulated days per scenario")
+    parser.add_argument("--drift-day", type=int, default=4, help="day index where the drift starts")
     parser.add_argument("--window", type=int, default=3, help="reference batches before each checked batch")
     parser.add_argument("--out", type=Path, default=Path("/tmp/liveloop-bench/drift_quality"), help="scratch folder")
     args = parser.parse_args()

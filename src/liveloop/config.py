@@ -125,19 +125,18 @@ class DriftThresholds(_Section):
     drifted_share: float = Field(0.5, gt=0, le=1)
     column_drift: dict[str, float] = Field(
         default_factory=lambda: {
-            "category": 0.1,
-            "event_type": 0.1,
-            "host_id": 0.2,
-            "price": 0.1,
-            "events_per_user": 0.1,
-            "session_minutes": 0.1,
+            "category": 0.35,
+            "event_type": 0.05,
+            "host_id": 0.6,
+            "price": 0.3,
+            "events_per_user": 0.3,
+            "session_minutes": 0.5,
         }
     )
-    new_value_share: float = Field(0.05, gt=0, le=1)
-    embedding_auc: float = Field(0.65, gt=0.5, le=1)
-    prediction_drift: float = Field(0.1, gt=0)
+    new_value_share: dict[str, float] = Field(default_factory=lambda: {"category": 0.05, "host_id": 0.4})
+    embedding_auc: dict[str, float] = Field(default_factory=lambda: {"items": 0.9, "users": 0.8, "comments": 0.8})
+    prediction_drift: float = Field(0.3, gt=0)
     ndcg_drop: float = Field(0.2, gt=0, le=1)
-    auc_drop: float = Field(0.1, gt=0, le=1)
 
 
 class DriftConfig(_Section):

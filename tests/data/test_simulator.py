@@ -251,7 +251,10 @@ def test_oracle_scores_rank_purchases_above_ignored_impressions(runs):
     users, items = sorted(set(events["user_id"])), sorted(set(events["item_id"]))
     scores = oracle_scores(truth, users, items, date.fromisoformat(dirs[1].name))
     assert scores.shape == (len(users), len(items)) and np.isfinite(scores).all()
-    at = lambda frame: scores[pd.Index(users).get_indexer(frame["user_id"]), pd.Index(items).get_indexer(frame["item_id"])]  # noqa: E731
+
+    def at(frame: pd.DataFrame) -> np.ndarray:
+        return scores[pd.Index(users).get_indexer(frame["user_id"]), pd.Index(items).get_indexer(frame["item_id"])]
+
     bought = at(events[events["event_type"] == "purchase"])
     positives = events[events["event_type"] == "click"].set_index(["user_id", "item_id"]).index
     impressions = events[events["event_type"] == "impression"]

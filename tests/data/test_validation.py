@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
-from validation_corpus import CORPUS, DAY, Corruption, write_good_batch
+from validation_corpus import CORPUS, DAY, Corruption, set_cell, write_good_batch
 
 from liveloop.config import ValidateConfig
+from liveloop.data.schema import COLUMNS, NULLABLE, TABLES
 from liveloop.validation import ALREADY_ACCEPTED, BatchInputError, gate_batch, validate_batch
+from liveloop.validation.gx_adapter import SUITES_DIR, load_suite
 
 NOW = datetime(2026, 1, 6, 12, 0)  # a fixed clock a day after the batch: "future" means after this
 
@@ -65,7 +67,8 @@ def test_copy_mode_leaves_the_source(roots):
 
 
 def test_second_batch_for_an_accepted_day_is_quarantined_not_overwritten(roots, tmp_path):
-    first = gate_batch(write_good_batch(roots["incoming"]), roots["accepted"], roots["quarantine"], ValidateConfig(), now=NOW)
+    batch = write_good_batch(roots["incoming"])
+    first = gate_batch(batch, roots["accepted"], roots["quarantine"], ValidateConfig(), now=NOW)
     accepted_files = _snapshot(first.dest)
     again = write_good_batch(tmp_path / "resent")
     (again / "extra.txt").write_text("resent by the importer")
@@ -90,11 +93,9 @@ def test_quarantine_names_never_collide(roots, tmp_path):
 
 
 def test_validate_is_pure_and_reports_every_problem(roots):
-    from validation_corpus import _set
-
     batch = write_good_batch(roots["incoming"])
-    _set("events", "event_type", 0, "bought")(batch)
-    _set("events", "price", 2, -1.0)(batch)
+    set_cell("events", "event_type", 0, "bought")(batch)
+    set_cell("events", "price", 2, -1.0)(batch)
     before = _snapshot(batch)
     report = validate_batch(batch, ValidateConfig(), now=NOW)
     assert _snapshot(batch) == before
@@ -152,3 +153,20 @@ def test_simulated_day_passes(tmp_path):
     report = validate_batch(batches[0], ValidateConfig(), now=datetime(2030, 1, 1))
     assert report.ok, report.failures
     assert report.rows["events"] > 0
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_committed_suite_matches_the_schema(table):
+    """expectations/*.json must round-trip through GX and cover every column, type and non-null rule in schema.py."""
+    suite = load_suite(table)
+    stored = json.loads((SUITES_DIR / f"{table}.json").read_text())
+    assert suite.to_json_dict()["expectations"] == stored["expectations"]
+    by_type: dict[str, list[dict]] = {}
+    for exp in stored["expectations"]:
+        by_type.setdefault(exp["type"], []).append(exp["kwargs"])
+    assert by_type["expect_table_columns_to_match_set"][0]["column_set"] == list(COLUMNS[table])
+    typed = {k["column"] for k in by_type["expect_column_values_to_be_of_type"]}
+    assert typed == {c for c, dtype in COLUMNS[table].items() if dtype != "object"}
+    not_null = {k["column"] for k in by_type["expect_column_values_to_not_be_null"] if "row_condition" not in k}
+    assert not_null == set(COLUMNS[table]) - NULLABLE[table]
+    assert all(exp["meta"].get("problem") for exp in stored["expectations"])  # every failure has plain words

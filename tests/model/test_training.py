@@ -250,7 +250,7 @@ def test_torchrun_ddp_two_cpu_processes(tmp_path, tiny_encoder):
     params = tiny_params(tmp_path, tiny_encoder, steps=3)
     batches = make_batches(tmp_path / "data" / "accepted")
     out = tmp_path / "models" / "ddp"
-    cmd = [str(REPO / ".venv" / "bin" / "torchrun"), "--nproc_per_node=2", "--master_port=0", "-m", "liveloop.cli", "train"]
+    cmd = [str(REPO / ".venv" / "bin" / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "liveloop.cli", "train"]
     cmd += ["-p", str(params), "--init-from", "scratch", "--out", str(out)] + [a for b in batches for a in ("--batch", str(b))]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)

@@ -34,14 +34,14 @@ def test_column_over_its_threshold_is_drift_with_the_column_and_number_named():
     columns = {"price": {"score": 0.4321, "method": "wasserstein", "threshold": 0.1, "drift": True}}
     drift, reasons = decide(_signals(tabular={"drifted_share": 0.17, "columns": columns}), DriftThresholds())
     assert drift
-    assert reasons == ["price drifted: wasserstein distance 0.432 >= 0.1"]
+    assert reasons == ["price drifted: wasserstein distance 0.432 >= 0.3"]
 
 
 def test_threshold_comes_from_the_policy_not_from_the_signal():
-    columns = {"price": {"score": 0.15, "method": "wasserstein", "threshold": 0.1, "drift": True}}
+    columns = {"price": {"score": 0.35, "method": "wasserstein", "threshold": 0.1, "drift": True}}
     signals = _signals(tabular={"drifted_share": 0.0, "columns": columns})
-    assert decide(signals, DriftThresholds())[0]
-    looser = DriftThresholds(column_drift={"price": 0.2})
+    assert decide(signals, DriftThresholds(column_drift={"price": 0.3}))[0]
+    looser = DriftThresholds(column_drift={"price": 0.5})
     assert decide(signals, looser) == (False, [])
 
 
@@ -49,7 +49,7 @@ def test_each_signal_kind_gives_its_own_reason():
     signals = _signals(
         tabular={"drifted_share": 0.5, "columns": {}},
         new_values={"category": 0.12, "host_id": 0.0},
-        embeddings={"comments": {"auc": 0.81}},
+        embeddings={"comments": {"auc": 0.81}},  # comments threshold 0.8
         prediction={"top_score": 0.3},
         performance={"ndcg@10": {"current": 0.2, "baseline": 0.4, "baseline_source": "recorded", "relative_drop": 0.5}},
     )
@@ -64,13 +64,13 @@ def test_each_signal_kind_gives_its_own_reason():
 
 
 def test_reaching_the_threshold_exactly_counts_as_drift():
-    drift, reasons = decide(_signals(embeddings={"items": {"auc": 0.65}}), DriftThresholds(embedding_auc=0.65))
+    drift, reasons = decide(_signals(embeddings={"items": {"auc": 0.65}}), DriftThresholds(embedding_auc={"items": 0.65}))
     assert drift and "item text embeddings" in reasons[0]
 
 
 def test_bad_threshold_in_params_names_the_field(params_file):
-    with pytest.raises(ConfigError, match="drift.thresholds.embedding_auc"):
-        load_config(params_file, {"drift.thresholds.embedding_auc": 0.3})
+    with pytest.raises(ConfigError, match="drift.thresholds.ndcg_drop"):
+        load_config(params_file, {"drift.thresholds.ndcg_drop": 3})
 
 
 def test_user_frame_counts_events_and_splits_sessions_on_gaps():

@@ -54,7 +54,7 @@ COLUMNS: dict[str, dict[str, str]] = {
 }
 
 NULLABLE: dict[str, set[str]] = {
-    "items": {"description", "brand"},
+    "items": {"description", "brand", "price"},  # price unknown in some imported catalogues
     "streams": set(),
     "users": {"profile"},
     "events": {"stream_id", "text", "quantity", "price"},

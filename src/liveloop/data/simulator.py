@@ -2,13 +2,13 @@
 
 Users hold latent interests over *text attributes* of products (category, brand, material, colour, style) and a price
 sensitivity, so item text carries the signal a text model can learn. Hosts with category personas run rooms on a daily
-schedule; only products shown in a live room get impressions; an impression -> click -> add_to_cart -> purchase funnel is
-driven by the hidden utility; consumables are repurchased; comments echo the commenter's interests. Drift scenarios
+schedule; only products shown in a live room get impressions; an impression -> click -> add_to_cart -> purchase funnel
+is driven by the hidden utility; consumables are repurchased; comments echo the commenter's interests. Drift scenarios
 change one aspect of the world from a chosen day on. The truth (preferences per phase, item attributes, prices, hosts)
 is stored as parquet + JSON so `oracle_scores` can compute the expected utility for any day.
 
 Randomness comes from three independent seeded streams (world, drift, per-day), so for one seed every scenario
-produces byte-identical batches before its drift day.
+produces byte-identical tables before its drift day.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ import os
 import shutil
 from dataclasses import dataclass
 from datetime import date, timedelta
+from operator import attrgetter
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -64,7 +66,8 @@ BASE_CATEGORIES: tuple[CategorySpec, ...] = (
                  ("aluminium", "silicone", "tempered glass", "carbon fibre"), ("compact", "standard", "pro"),
                  (10.0, 220.0), False, True),
     CategorySpec("home", ("scented candle", "throw blanket", "vase", "bedding set", "storage basket", "table lamp",
-                          "cushion cover", "wall clock"), ("Hearthly", "Casa Nube", "Oakroom", "Nordhem", "Willow Lane"),
+                          "cushion cover", "wall clock"),
+                 ("Hearthly", "Casa Nube", "Oakroom", "Nordhem", "Willow Lane"),
                  ("ceramic", "oak", "rattan", "velvet", "stoneware"), ("small", "medium", "large"),
                  (8.0, 120.0), False, True),
     CategorySpec("snacks", ("green tea", "dark chocolate", "coffee beans", "granola", "dried mango", "honey",
@@ -213,23 +216,28 @@ def _utility(weights, price_sensitivity, item_features, log_rel_price, quality, 
     return out
 
 
+def _per_category(categories: np.ndarray, u: np.ndarray, options_of: Callable[[CategorySpec], tuple]) -> np.ndarray:
+    """One option per row from its own category's list (options_of(spec)), picked by the uniform draw u."""
+    out = np.empty(len(categories), dtype=object)
+    for k, spec in enumerate(ALL_CATEGORIES):  # a loop over the 9 categories, not over rows
+        in_k = categories == k
+        options = np.array(options_of(spec), dtype=object)
+        out[in_k] = options[(u[in_k] * len(options)).astype(int)]
+    return out
+
+
 def _draw_items(rng: np.random.Generator, categories: np.ndarray, first_seen_day: np.ndarray, first_index: int) -> dict:
     """Product attributes for the given category indices; title and description are rendered from them."""
     n = len(categories)
     u = rng.random((6, n))
-    columns = {key: np.empty(n, dtype=object) for key in ("noun", "brand", "material", "size", "colour")}
-    price, ref_price = np.empty(n), np.empty(n)
-    for k, spec in enumerate(ALL_CATEGORIES):  # a loop over the 9 categories, not over items
-        m = categories == k
-        for row, (key, options) in enumerate(
-            (("noun", spec.nouns), ("brand", spec.brands), ("material", spec.materials), ("size", spec.sizes),
-             ("colour", COLOURS if spec.has_colour else ("none",)))
-        ):
-            columns[key][m] = np.array(options, dtype=object)[(u[row, m] * len(options)).astype(int)]
-        low, high = spec.price_range
-        price[m] = np.round(np.exp(np.log(low) + u[5, m] * np.log(high / low)), 2)
-        ref_price[m] = np.sqrt(low * high)
-    noun, brand, material, size, colour = (columns[k] for k in ("noun", "brand", "material", "size", "colour"))
+    noun = _per_category(categories, u[0], attrgetter("nouns"))
+    brand = _per_category(categories, u[1], attrgetter("brands"))
+    material = _per_category(categories, u[2], attrgetter("materials"))
+    size = _per_category(categories, u[3], attrgetter("sizes"))
+    colour = _per_category(categories, u[4], lambda spec: COLOURS if spec.has_colour else ("none",))
+    low, high = (np.array([c.price_range[j] for c in ALL_CATEGORIES])[categories] for j in (0, 1))
+    price = np.round(np.exp(np.log(low) + u[5] * np.log(high / low)), 2)
+    ref_price = np.sqrt(low * high)
     style = np.array(STYLES, dtype=object)[rng.integers(0, len(STYLES), n)]
     band = np.array(PRICE_BANDS, dtype=object)[(u[5] * len(PRICE_BANDS)).astype(int)]
     category_name = np.array([c.name for c in ALL_CATEGORIES], dtype=object)[categories]
@@ -315,11 +323,9 @@ def _build_users(cfg: SimulateConfig, features: list[str], hosts: _Hosts, world_
     fav_style = world_rng.integers(0, len(STYLES), n)
     fav_colour = world_rng.integers(0, len(COLOURS), n)
     pick = world_rng.random((3, n))
-    fav_brand = np.array([BASE_CATEGORIES[c].brands[int(p * 5)] for c, p in zip(first, pick[0])], dtype=object)
-    fav_material = np.array([BASE_CATEGORIES[c].materials[int(p * len(BASE_CATEGORIES[c].materials))]
-                             for c, p in zip(first, pick[1])], dtype=object)
-    fav_noun = np.array([BASE_CATEGORIES[c].nouns[int(p * len(BASE_CATEGORIES[c].nouns))]
-                         for c, p in zip(first, pick[2])], dtype=object)
+    fav_brand = _per_category(first, pick[0], attrgetter("brands"))
+    fav_material = _per_category(first, pick[1], attrgetter("materials"))
+    fav_noun = _per_category(first, pick[2], attrgetter("nouns"))
     np.add.at(weights, (rows, category_cols[first]), 2.5)
     np.add.at(weights, (rows, category_cols[second]), 1.2)
     weights[rows, [col[f"style={STYLES[s]}"] for s in fav_style]] += 1.2

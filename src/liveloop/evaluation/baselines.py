@@ -36,20 +36,20 @@ class Interactions:
         item_index = {it: i for i, it in enumerate(items)}
         pairs = pos.groupby(["user_id", "item_id"], sort=False).agg(count=("ts", "size"), last=("ts", "max")).reset_index()
         pairs["recency"] = pairs.groupby("user_id")["last"].rank(method="dense")
-        rows = pairs["user_id"].map(user_index).to_numpy()
-        cols = pairs["item_id"].map(item_index).to_numpy()
+        rows = pairs["user_id"].map(user_index).to_numpy(np.int64)
+        cols = pairs["item_id"].map(item_index).to_numpy(np.int64)
         shape = (len(users), len(items))
         counts = sp.csr_matrix((pairs["count"].to_numpy(np.float64), (rows, cols)), shape=shape)
         recency = sp.csr_matrix((pairs["recency"].to_numpy(np.float64), (rows, cols)), shape=shape)
         window_start = as_of - pd.Timedelta(days=popularity_days)
-        recent = pos.loc[pos["ts"] >= window_start, "item_id"].map(item_index).to_numpy()
+        recent = pos.loc[pos["ts"] >= window_start, "item_id"].map(item_index).to_numpy(np.int64)
         return cls(
             user_index=user_index,
             item_index=item_index,
             counts=counts,
             recency=recency,
             recent_popularity=np.bincount(recent, minlength=len(items)).astype(np.float64),
-            total_popularity=np.bincount(cols, weights=pairs["count"].to_numpy(), minlength=len(items)),
+            total_popularity=np.bincount(cols, weights=pairs["count"].to_numpy(np.float64), minlength=len(items)),
         )
 
     def user_rows(self, user_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -118,6 +118,9 @@ class TwoTower(nn.Module):
     def __init__(self, encoder: nn.Module, cfg: ModelConfig):
         super().__init__()
         hidden = encoder.config.hidden_size
+        for name, param in encoder.named_parameters():
+            if name.startswith("pooler."):  # mean pooling never uses the [CLS] pooler: no gradient, no DDP wait
+                param.requires_grad_(False)
         self.encoder = _with_lora(encoder, cfg)
         self.user_head = nn.Linear(hidden, cfg.dim)
         self.item_head = nn.Linear(hidden, cfg.dim)

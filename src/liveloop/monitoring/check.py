@@ -65,7 +65,7 @@ def _tabular(reference: list[dict], current: dict, cfg: DriftConfig) -> tuple[di
         chosen = {c: limits[c] for c in names if c in limits}
         if not chosen:
             continue
-        results, _, widgets = ev.column_drift(
+        results, widgets = ev.column_drift(
             frames.sample_rows(ref, cfg.max_rows, cfg.seed), frames.sample_rows(cur, cfg.max_rows, cfg.seed),
             chosen, frames.NUMERIC_COLUMNS,
         )
@@ -106,7 +106,7 @@ def _model_signals(reference: list[dict], current: dict, reference_dirs: list[Pa
         ref_scores = model_signals.score_summary(model, ref_side, ref_vecs)
         cur_scores = model_signals.score_summary(model, cur_side, cur_vecs)
         limits = {c: cfg.thresholds.prediction_drift for c in ref_scores.columns}
-        results, _, widgets = ev.column_drift(ref_scores, cur_scores, limits, frozenset(limits))
+        results, widgets = ev.column_drift(ref_scores, cur_scores, limits, frozenset(limits))
         signals["prediction"] = {c: r["score"] for c, r in results.items()}
         sections.append(ev.Section("Champion score distribution (prediction drift)", widgets))
     from liveloop.evaluation.protocol import ProtocolError
@@ -128,9 +128,11 @@ def _signal_table(signals: dict, cfg: DriftConfig) -> list[list[str]]:
     for col, r in signals["tabular"]["columns"].items():
         rows.append([f"{col} ({r['method']})", f"{r['score']:.3f}", f"{r['threshold']:g}", str(r["drift"])])
     for col, share in signals["new_values"].items():
-        rows.append([f"events with a new {col}", f"{share:.3f}", f"{t.new_value_share:g}", str(share >= t.new_value_share)])
+        limit = t.new_value_share.get(col)
+        rows.append([f"events with a new {col}", f"{share:.3f}", str(limit), str(limit is not None and share >= limit)])
     for name, r in signals.get("embeddings", {}).items():
-        rows.append([f"{name} embeddings ROC AUC", f"{r['auc']:.3f}", f"{t.embedding_auc:g}", str(r["auc"] >= t.embedding_auc)])
+        limit = t.embedding_auc.get(name)
+        rows.append([f"{name} embeddings ROC AUC", f"{r['auc']:.3f}", str(limit), str(limit is not None and r["auc"] >= limit)])
     for name, score in signals.get("prediction", {}).items():
         rows.append([f"champion {name} (wasserstein)", f"{score:.3f}", f"{t.prediction_drift:g}",
                      str(score >= t.prediction_drift)])

@@ -26,9 +26,9 @@ class Section:
 
 def column_drift(
     reference: pd.DataFrame, current: pd.DataFrame, thresholds: dict[str, float], numeric: set[str] | frozenset[str]
-) -> tuple[dict, float, list]:
-    """Drift score per column (Wasserstein for numbers, Jensen-Shannon for categories), share of drifted columns,
-    and the report widgets. Columns are exactly the keys of `thresholds`."""
+) -> tuple[dict, list]:
+    """Drift score per column (Wasserstein for numbers, Jensen-Shannon for categories) and the report widgets.
+    Columns are exactly the keys of `thresholds`."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
@@ -47,7 +47,6 @@ def column_drift(
         reference_data=Dataset.from_pandas(reference[columns], data_definition=definition),
     )
     results: dict[str, dict] = {}
-    share = None
     for metric in snapshot.dict()["metrics"]:
         config, value = metric["config"], metric["value"]
         if config["type"].endswith(":ValueDrift"):
@@ -59,12 +58,10 @@ def column_drift(
                 "threshold": float(config["threshold"]),
                 "drift": bool(score >= config["threshold"]),
             }
-        elif config["type"].endswith(":DriftedColumnsCount"):
-            share = float(value["share"])
     missing = [c for c in columns if c not in results]
-    if missing or share is None:
-        raise RuntimeError(f"Evidently returned no drift result for columns {missing or columns}")
-    return results, share, snapshot._widgets
+    if missing:
+        raise RuntimeError(f"Evidently returned no drift result for columns {missing}")
+    return results, snapshot._widgets
 
 
 def embedding_drift(

@@ -23,30 +23,25 @@ def decide(signals: dict, thresholds: DriftThresholds) -> tuple[bool, list[str]]
         if limit is not None and info["score"] >= limit:
             reasons.append(f"{column} drifted: {info['method']} distance {info['score']:.3f} >= {limit:g}")
     for column, share_new in (signals.get("new_values") or {}).items():
-        if share_new >= thresholds.new_value_share:
-            reasons.append(
-                f"{share_new:.1%} of events have a {column} unseen in the reference "
-                f"(policy: >= {thresholds.new_value_share:.1%})"
-            )
+        limit = thresholds.new_value_share.get(column)
+        if limit is not None and share_new >= limit:
+            reasons.append(f"{share_new:.1%} of events have a {column} unseen in the reference (policy: >= {limit:.1%})")
     for name, info in (signals.get("embeddings") or {}).items():
-        if info.get("auc") is not None and info["auc"] >= thresholds.embedding_auc:
+        limit = thresholds.embedding_auc.get(name)
+        if limit is not None and info.get("auc") is not None and info["auc"] >= limit:
             label = EMBEDDING_LABELS.get(name, name)
-            reasons.append(
-                f"{label} embeddings drifted: domain classifier ROC AUC {info['auc']:.3f} >= {thresholds.embedding_auc:g}"
-            )
+            reasons.append(f"{label} embeddings drifted: domain classifier ROC AUC {info['auc']:.3f} >= {limit:g}")
     for name, score in (signals.get("prediction") or {}).items():
         if score >= thresholds.prediction_drift:
             reasons.append(
                 f"champion {name.replace('_', ' ')} distribution drifted: wasserstein distance {score:.3f} "
                 f">= {thresholds.prediction_drift:g}"
             )
-    drop_limits = {"ndcg": thresholds.ndcg_drop, "auc": thresholds.auc_drop}
     for metric, info in (signals.get("performance") or {}).items():
-        limit = drop_limits.get(metric.split("@")[0].lower())
         drop = info.get("relative_drop")
-        if limit is not None and drop is not None and drop >= limit:
+        if drop is not None and drop >= thresholds.ndcg_drop:
             reasons.append(
                 f"champion {metric} fell {drop:.0%} ({info['current']:.3f} on this batch vs {info['baseline']:.3f} "
-                f"{info['baseline_source']}; policy: >= {limit:.0%})"
+                f"{info['baseline_source']}; policy: >= {thresholds.ndcg_drop:.0%})"
             )
     return bool(reasons), reasons

@@ -53,7 +53,7 @@ def validate_batch(batch_dir: Path, cfg: ValidateConfig, now: datetime | None = 
     parameters, unavailable = _suite_parameters(tables, day, now_utc, cfg)
     wording = {
         "day": str(day) if day else "unknown",
-        "latest_allowed": str(parameters.get("latest_allowed", "unknown")),
+        "latest_allowed": str(parameters["latest_allowed"]),
         "max_text_length": str(cfg.max_text_length),
         "min_events": str(cfg.min_events),
         "max_events": str(cfg.max_events),
@@ -103,7 +103,7 @@ def gate_batch(
 
 
 def _require_batch_dir(batch_dir: Path) -> Path:
-    batch_dir = Path(batch_dir)
+    batch_dir = Path(batch_dir).resolve()  # "." or "day/" still name the day folder
     if not batch_dir.exists():
         raise BatchInputError(f"batch folder {batch_dir} does not exist")
     if not batch_dir.is_dir():
@@ -186,7 +186,7 @@ def _suite_parameters(
 
 
 def _transfer(src: Path, dest: Path, move: bool) -> None:
-    """Move (rename, or copy-then-delete across filesystems) or copy src to dest; dest appears complete or not at all."""
+    """Move (rename; copy-then-delete across filesystems) or copy src to dest; dest appears whole or not at all."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
         raise FileExistsError(f"refusing to overwrite {dest}")

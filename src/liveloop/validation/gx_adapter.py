@@ -26,17 +26,17 @@ class SuiteOutcome:
     skipped: list[str] = field(default_factory=list)
 
 
-def load_suite(table: str, suites_dir: Path = SUITES_DIR):
+def load_suite(table: str):
     """The committed suite for a table, reloaded as a GX ExpectationSuite."""
     import great_expectations as gx
 
-    path = suites_dir / f"{table}.json"
+    path = SUITES_DIR / f"{table}.json"
     if not path.exists():
         raise FileNotFoundError(f"expectation suite for table {table!r} not found at {path}")
     return gx.ExpectationSuite(**json.loads(path.read_text()))
 
 
-def suite_parameter_names(kwargs: dict) -> set[str]:
+def _suite_parameter_names(kwargs: dict) -> set[str]:
     """Names of the {"$PARAMETER": name} placeholders an expectation's kwargs use."""
     return {v["$PARAMETER"] for v in kwargs.values() if isinstance(v, dict) and "$PARAMETER" in v}
 
@@ -59,7 +59,7 @@ def run_suites(
     for table, df in tables.items():
         runnable = []
         for exp in load_suite(table).expectations:
-            missing = suite_parameter_names(exp.configuration.kwargs) & unavailable.keys()
+            missing = _suite_parameter_names(exp.configuration.kwargs) & unavailable.keys()
             if missing:
                 reasons = "; ".join(sorted({unavailable[m] for m in missing}))
                 outcome.skipped.append(f"{_label(table, exp.configuration.kwargs)}: not checked ({reasons})")
@@ -69,7 +69,11 @@ def run_suites(
             batch_parameters={"dataframe": df}
         )
         suite = gx.ExpectationSuite(name=table, expectations=runnable)
-        results = batch.validate(suite, expectation_parameters=parameters, result_format="BASIC").results
+        try:
+            results = batch.validate(suite, expectation_parameters=parameters, result_format="BASIC").results
+        except Exception as exc:  # noqa: BLE001 - data GX chokes on is a rejected batch, not a crashed gate
+            outcome.failures.append(f"{table}: could not be validated ({type(exc).__name__}: {str(exc)[:200]})")
+            continue
         _explain_failures(table, df, [r for r in results if not r.success], wording, outcome)
     return outcome
 
@@ -134,32 +138,34 @@ def _describe(table: str, config, result: dict, df: pd.DataFrame, wording: dict[
     if config.type == "expect_table_row_count_to_be_between":
         return f"{label}: has {result.get('observed_value')} rows but {problem}"
     if config.type == "expect_column_values_to_be_of_type":
-        return f"{label}: {problem} but holds {describe_values(df[kwargs['column']])}"
+        return f"{label}: {problem} but holds {_describe_values(df[kwargs['column']])}"
     count = result.get("unexpected_count", 0)
-    examples = [v for v in result.get("partial_unexpected_list", []) if v is not None][:_EXAMPLES]
-    shown = f" (e.g. {', '.join(_show(v) for v in examples)})" if examples else ""
+    examples = list(dict.fromkeys(_show(v) for v in result.get("partial_unexpected_list", []) if v is not None))
+    shown = f" (e.g. {', '.join(examples[:_EXAMPLES])})" if examples else ""
     return f"{label}: {count} of {result.get('element_count', '?')} rows {problem}{shown}"
 
 
 def _show(value) -> str:
     if isinstance(value, (list, tuple)):
         return "(" + " vs ".join(_show(v) for v in value) + ")"
+    if isinstance(value, (int, float)):
+        return str(value)
     text = str(value)
     return repr(text[:60] + "...") if len(text) > 60 else repr(text)
 
 
-def describe_values(series: pd.Series) -> str:
+def _describe_values(series: pd.Series) -> str:
     """What a column really holds, in words a data engineer can act on (bytes that are not UTF-8 called out)."""
     if series.dtype != object:
         return f"{series.dtype} values"
-    for value in series.dropna():
-        if isinstance(value, str):
-            continue
-        if isinstance(value, bytes):
-            try:
-                value.decode("utf-8")
-            except UnicodeDecodeError:
-                return f"raw bytes that are not valid UTF-8 text (e.g. {value[:40]!r})"
-            return f"raw bytes instead of text (e.g. {value[:40]!r})"
-        return f"{type(value).__name__} values (e.g. {str(value)[:40]!r})"
-    return "object values"
+    values = series.dropna()
+    if values.empty:
+        return "only nulls with no type"
+    odd = next((v for v in values if not isinstance(v, str)), values.iloc[0])
+    if isinstance(odd, bytes):
+        try:
+            odd.decode("utf-8")
+        except UnicodeDecodeError:
+            return f"raw bytes that are not valid UTF-8 text (e.g. {odd[:40]!r})"
+        return f"raw bytes instead of text (e.g. {odd[:40]!r})"
+    return f"{type(odd).__name__} values (e.g. {str(odd)[:40]!r})"

@@ -1,0 +1,259 @@
+"""Serving benchmark: a real `bentoml serve` over loopback, against (a) the raw in-process ceiling and (b) a
+cross-encoder baseline, at 1k / 10k / 100k live items.
+
+Every request is POST /recommend for a new user with two recent purchases, so each one pays the full path: request
+validation, profile rendering, one user-tower encode (adaptively batched), top-k over all live items, repeat-bonus
+rescoring and reasons. Nothing is served from the user cache.
+
+(a) raw ceiling: the same model's user-tower encode in-process at batch 64 (rows/s = the best req/s one worker
+    could reach if HTTP, retrieval and everything else were free).
+(b) cross-encoder: the transformer run on every (user, candidate) pair, here 1k candidates per request: the common
+    BERT-recommender approach.
+
+Catalogs: 1,000 item texts are encoded for real; larger catalogs tile those vectors with small noise (retrieval cost
+depends on the count, not the content), so building a 100k index takes seconds instead of a CPU-hour.
+
+    .venv/bin/python bench/serve.py --out /tmp/serve_bench.json            # everything (about 10 min on 2 cores)
+    .venv/bin/python bench/serve.py --sizes 1000 --requests 200 --error-requests 0   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+BASE_ITEMS = 1000
+CATEGORIES = ["kitchen", "shoes", "beauty", "toys", "garden", "phones", "books", "sports"]
+ADJECTIVES = ["red", "compact", "premium", "vintage", "smart", "wireless", "organic", "travel", "mini", "deluxe"]
+NOUNS = ["mug", "kettle", "sneakers", "serum", "lamp", "speaker", "backpack", "jacket", "blender", "charger",
+         "notebook", "yoga mat", "watch"]
+NOW = pd.Timestamp("2026-01-05 12:00:00")
+
+
+def base_items() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(BASE_ITEMS):
+        title = f"{ADJECTIVES[i % 10]} {NOUNS[(i // 10) % 13]} {i}"
+        rows.append({"item_id": f"b{i}", "title": title.title(), "description": None,
+                     "category": CATEGORIES[i % len(CATEGORIES)], "brand": f"brand{i % 37}",
+                     "price": float(rng.uniform(1, 300)), "first_seen": NOW - pd.Timedelta(days=1)})
+    return pd.DataFrame(rows)
+
+
+def catalog(base: pd.DataFrame, base_vectors: np.ndarray, n: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """n items: the base items tiled, ids unique, vectors jittered and renormalised."""
+    rng = np.random.default_rng(n)
+    idx = np.arange(n) % len(base)
+    items = base.iloc[idx].reset_index(drop=True).copy()
+    items["item_id"] = [f"it{i}" for i in range(n)]
+    vectors = base_vectors[idx] + rng.normal(scale=0.05, size=(n, base_vectors.shape[1])).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return items, vectors.astype(np.float32)
+
+
+def save_package(model_dir: Path, items: pd.DataFrame, vectors: np.ndarray, serve_cfg) -> str:
+    """Write a packaged model in the store layout liveloop.serving.package defines; returns its tag."""
+    import bentoml
+    from safetensors.numpy import save_file
+
+    from liveloop.serving import package as pkg
+
+    streams = pd.DataFrame({"stream_id": ["room-1"], "host_id": ["h1"], "title": ["Mega live sale"],
+                            "category": ["mixed"], "start": [NOW], "end": [NOW + pd.Timedelta(hours=2)],
+                            "item_ids": [list(items["item_id"])]})
+    history = pd.DataFrame({"event_id": ["e0"], "ts": [NOW - pd.Timedelta(hours=1)], "user_id": ["seed-user"],
+                            "item_id": [items["item_id"].iat[0]], "event_type": ["purchase"], "text": [None],
+                            "quantity": [1.0]})
+    with bentoml.models.create(pkg.MODEL_NAME, labels={"bench_items": str(len(items))}) as stored:
+        out = Path(stored.path)
+        shutil.copytree(model_dir, out / pkg.MODEL_DIR)
+        save_file({"item_vectors": vectors}, str(out / pkg.INDEX_FILE))
+        items.to_parquet(out / pkg.ITEMS_FILE, index=False)
+        streams.to_parquet(out / pkg.STREAMS_FILE, index=False)
+        history.to_parquet(out / pkg.HISTORY_FILE, index=False)
+        (out / pkg.POPULARITY_FILE).write_text(json.dumps({items["item_id"].iat[0]: 1.0}))
+        (out / pkg.PACKAGE_FILE).write_text(json.dumps({"model_version": f"bench-{len(items)}",
+                                                        "serve": serve_cfg.model_dump(mode="json")}))
+    return str(stored.tag)
+
+
+def request_body(i: int, n_items: int) -> dict:
+    rng = np.random.default_rng(i)
+    events = [{"item_id": f"it{int(j)}", "event_type": "purchase", "quantity": 1}
+              for j in rng.integers(0, n_items, size=2)]
+    return {"user_id": f"bench-{i}", "k": 10, "recent_events": events}
+
+
+async def load(port: int, n_items: int, concurrency: int, requests: int, offset: int) -> dict:
+    """Closed-loop load: `concurrency` clients, `requests` in all; latency per request, errors counted."""
+    import httpx
+
+    latencies, errors = [], []
+    counter = iter(range(requests))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60, limits=limits) as client:
+        async def worker():
+            for i in counter:
+                body = request_body(offset + i, n_items)
+                start = time.perf_counter()
+                try:
+                    r = await client.post("/recommend", json=body)
+                    ok = r.status_code == 200 and len(r.json()["items"]) == 10
+                except Exception as exc:  # noqa: BLE001 - counted as an error, reported
+                    ok, r = False, exc
+                latencies.append(time.perf_counter() - start)
+                if not ok:
+                    errors.append(str(getattr(r, "status_code", r)))
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+    lat = np.array(latencies) * 1000
+    return {"concurrency": concurrency, "requests": requests, "errors": len(errors), "error_kinds": sorted(set(errors))[:5],
+            "req_per_s": requests / wall, "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99))}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(root: Path, env: dict, port: int) -> subprocess.Popen:
+    import httpx
+
+    log = open(root / f"server-{port}.log", "w")
+    proc = subprocess.Popen([str(BIN / "bentoml"), "serve", "liveloop.serving.service:LiveRecommender", "--host",
+                             "127.0.0.1", "--port", str(port)], cwd=root, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {(root / f'server-{port}.log').read_text()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    stop_server(proc)
+    raise RuntimeError(f"server not ready in 300 s: {(root / f'server-{port}.log').read_text()[-2000:]}")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, 15)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+
+
+def raw_ceiling(model, texts: list[str], seconds: float) -> float:
+    """In-process user-tower encode at batch 64: rows per second."""
+    from liveloop.serving.engine import encode_users
+
+    encode_users(model, texts[:64])
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        encode_users(model, texts[done % len(texts): done % len(texts) + 64] or texts[:64])
+        done += 64
+    return done / (time.perf_counter() - start)
+
+
+def cross_encoder(model, user_text: str, item_texts: list[str], batch_size: int = 128) -> float:
+    """Seconds for one request of a cross-encoder: the transformer over every (user, candidate) pair."""
+    import torch
+
+    encoder = model.net.encoder
+    encoder.eval()
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(item_texts), batch_size):
+            chunk = item_texts[i:i + batch_size]
+            batch = model.tokenizer([user_text] * len(chunk), chunk, padding=True, truncation=True,
+                                    max_length=2 * model.config.max_length, return_tensors="pt")
+            encoder(**batch)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000], help="live items per run")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64], help="client concurrency levels")
+    parser.add_argument("--requests", type=int, default=600, help="requests per concurrency level (c=1 uses a third)")
+    parser.add_argument("--error-requests", type=int, default=10_000, help="requests at c=32 on the 10k catalog (0 = skip)")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    args = parser.parse_args()
+
+    from liveloop.config import load_config
+    from liveloop.model.recommender import Recommender
+    from liveloop.model.text import item_texts
+
+    root = Path(tempfile.mkdtemp(prefix="liveloop-serve-bench-"))
+    cfg = load_config(REPO / "params.yaml")
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["paths"] = {"root": str(root), "state": str(root / ".liveloop")}
+    raw["serve"]["now"] = "latest"
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    env = {**os.environ, "BENTOML_HOME": str(root / "bentoml"), "LIVELOOP_PARAMS": str(root / "params.yaml"),
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "BENTOML_DO_NOT_TRACK": "true",
+           "TOKENIZERS_PARALLELISM": "false"}
+    os.environ.update({k: env[k] for k in ("BENTOML_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")})
+    results: dict = {"cpus": os.cpu_count(), "load_avg_start": os.getloadavg(), "runs": []}
+    try:
+        model = Recommender.from_config(cfg.model, seed=0)
+        model.save(root / "model")
+        base = base_items()
+        texts = list(item_texts(base).values())
+        t0 = time.perf_counter()
+        base_vectors = model.encode_items(texts)
+        results["item_encode_per_s"] = len(texts) / (time.perf_counter() - t0)
+        user_texts = [f"bought: {texts[i]}; bought: {texts[(i * 7) % len(texts)]}" for i in range(256)]
+        results["raw_ceiling_rows_per_s"] = raw_ceiling(model, user_texts, seconds=10)
+        results["cross_encoder_s_per_request_1k"] = cross_encoder(model, user_texts[0], texts[:1000])
+        print(json.dumps({k: v for k, v in results.items() if k != "runs"}), flush=True)
+
+        for n in args.sizes:
+            items, vectors = catalog(base, base_vectors, n)
+            save_package(root / "model", items, vectors, cfg.serve)
+            port = free_port()
+            proc = start_server(root, env, port)
+            try:
+                for c in args.concurrency:
+                    count = args.requests // 3 if c == 1 else args.requests
+                    asyncio.run(load(port, n, c, min(32, count), offset=10**8))  # warm-up
+                    run = {"items": n, **asyncio.run(load(port, n, c, count, offset=n * 1000 + c * 10**6))}
+                    results["runs"].append(run)
+                    print(json.dumps(run), flush=True)
+                if n == 10_000 and args.error_requests:
+                    run = {"items": n, "error_run": True,
+                           **asyncio.run(load(port, n, 32, args.error_requests, offset=5 * 10**7))}
+                    results["runs"].append(run)
+                    print(json.dumps(run), flush=True)
+            finally:
+                stop_server(proc)
+    finally:
+        results["load_avg_end"] = os.getloadavg()
+        shutil.rmtree(root, ignore_errors=True)
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
