@@ -41,7 +41,7 @@ def split_task(params: str, accepted_dir: str) -> dict:
     cfg, ws = open_workspace(params)
     day = Path(accepted_dir).name
     train_dir, holdout_dir = split_by_time(accepted_dir, cfg.loop.holdout_fraction,
-                                           ws.splits / day / "train", ws.splits / day / "holdout")
+                                           ws.splits / "train" / day, ws.splits / "holdout" / day)
     return {"train": str(train_dir), "holdout": str(holdout_dir)}
 
 
@@ -180,10 +180,9 @@ def live_loop(batch_dir: str | None = None, params: str = "params.yaml", force_t
         champ_new = evaluate_task(params, str(champion), eval_history, split["holdout"], f"{day}-champion")
         champ_metrics = {"new": champ_new["models"]["model"]}
         replay_day = Path(reference[0]).name if reference else None
-        replay_split = ws.splits / replay_day if replay_day else None
-        if replay_split is not None and (replay_split / "holdout").exists():
-            replay_hist = [h for h in history if Path(h).name < replay_day] + [str(replay_split / "train")]
-            holdout = str(replay_split / "holdout")
+        if replay_day is not None and (ws.splits / "holdout" / replay_day).exists():
+            replay_hist = [h for h in history if Path(h).name < replay_day] + [str(ws.splits / "train" / replay_day)]
+            holdout = str(ws.splits / "holdout" / replay_day)
             candidate["replay"] = evaluate_task(params, trained["model_dir"], replay_hist, holdout,
                                                 f"{day}-candidate-replay")["models"]["model"]
             champ_metrics["replay"] = evaluate_task(params, str(champion), replay_hist, holdout,

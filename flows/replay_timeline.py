@@ -27,12 +27,14 @@ def replay_timeline(params: str = "params.yaml", days: int | None = None, scenar
     logger = get_run_logger()
     cfg, ws = open_workspace(params)
     overrides = {"days": days, "scenario": scenario, "drift_day": drift_day}
-    seen = list_batches(ws.accepted) + list_batches(ws.quarantine)
+    seen = list_batches(ws.accepted) + list_batches(ws.quarantine) + list_batches(ws.incoming)
     if seen:  # a later run continues the timeline instead of replaying days already taken in
         overrides["start_date"] = str(max(batch_day(p) for p in seen) + timedelta(days=1))
     sim = cfg.simulate.model_copy(update={k: v for k, v in overrides.items() if v is not None})
-    batches = simulate(sim, cfg.seed if seed is None else seed, ws.incoming, ws.simulator_truth)
-    logger.info("simulated %d days (%s) into %s", len(batches), sim.scenario, ws.incoming)
+    # a continued timeline is a new simulator run: its truth replaces the previous run's
+    simulated = simulate(sim, cfg.seed if seed is None else seed, ws.incoming, ws.simulator_truth, overwrite=bool(seen))
+    logger.info("simulated %d days (%s) into %s", len(simulated), sim.scenario, ws.incoming)
+    batches = list_batches(ws.incoming)  # batches left over from an interrupted run go first
     results = []
     for batch in batches:
         state = live_loop(str(batch), params=params, return_state=True)

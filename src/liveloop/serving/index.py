@@ -79,6 +79,10 @@ class ItemIndex:
         return dict(zip(self.items["item_id"], self.items["title"]))
 
     @cached_property
+    def stream_ids(self) -> set[str]:
+        return set(self.streams["stream_id"])
+
+    @cached_property
     def item_ids(self) -> np.ndarray:
         return self.items["item_id"].to_numpy()
 
