@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -213,6 +214,7 @@ def main() -> None:
     parser.add_argument("--error-requests", type=int, default=10_000, help="requests at c=32 on the 10k catalog (0 = skip)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup below: servers stopped, tmp removed
 
     from liveloop.config import load_config
     from liveloop.model.recommender import Recommender
@@ -228,7 +230,12 @@ def main() -> None:
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "BENTOML_DO_NOT_TRACK": "true",
            "TOKENIZERS_PARALLELISM": "false"}
     os.environ.update({k: env[k] for k in ("BENTOML_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")})
-    results: dict = {"cpus": os.cpu_count(), "load_avg_start": os.getloadavg(), "runs": []}
+    results: dict = {"cpus": os.cpu_count(), "load_avg_start": os.getloadavg(), "runs": [],
+                     "torch_threads": cfg.serve.torch_threads}
+    if cfg.serve.torch_threads:  # the in-process ceiling uses the server's thread setting
+        import torch
+
+        torch.set_num_threads(cfg.serve.torch_threads)
     try:
         model = Recommender.from_config(cfg.model, seed=0)
         model.save(root / "model")

@@ -215,9 +215,20 @@ def plot_timeline(result: dict, path: Path) -> Path:
     return path
 
 
+def write_result(result: dict, out_dir: Path, tolerance: float, plot_path: Path | None) -> None:
+    """timeline.json, summary.md and the plot for the days evaluated so far."""
+    result["summary"] = summarise(result, tolerance)
+    (out_dir / RESULT_FILE).write_text(json.dumps(result, indent=2, default=str))
+    (out_dir / "summary.md").write_text(markdown_summary(result))
+    if plot_path is not None:
+        result["plot"] = str(plot_timeline(result, Path(plot_path)))
+
+
 def run_timeline(cfg: Config, out_dir: Path, incremental_steps: int, full_epochs: float, tolerance: float = 0.05,
                  plot_path: Path | None = None, overwrite: bool = False, log=print) -> dict:
     """Simulate, warm up, then test-then-train every strategy day by day; writes timeline.json, summary.md, a plot."""
+    import torch
+
     from liveloop.data.simulator import resolve_drift_day, simulate
     from liveloop.training import train
 
@@ -225,6 +236,8 @@ def run_timeline(cfg: Config, out_dir: Path, incremental_steps: int, full_epochs
         raise TimelineError(f"incremental_steps must be >= 1, got {incremental_steps}")
     if not full_epochs > 0:
         raise TimelineError(f"full_epochs must be > 0, got {full_epochs}")
+    if not 0 <= tolerance < 1:
+        raise TimelineError(f"the recovery tolerance must be in [0, 1), got {tolerance}")
     if cfg.simulate.days < 3:
         raise TimelineError(f"simulate.days must be >= 3 (warm-up, one update, one evaluation), got {cfg.simulate.days}")
     drift_day = resolve_drift_day(cfg.simulate)
@@ -253,6 +266,23 @@ def run_timeline(cfg: Config, out_dir: Path, incremental_steps: int, full_epochs
     per_strategy = {name: {f"ndcg@{k}": [], f"hr@{k}": [], "eval_seconds": [], "updates": [],
                            "train_samples": 0, "train_seconds": 0.0} for name in STRATEGIES}
     eval_days, oracle_ndcg, setup = [], [], []
+    result = {
+        "k": k,
+        "drift_day": drift_day,
+        "eval_days": eval_days,
+        "days": [d.name for d in batches],
+        "examples_per_day": examples,
+        "oracle_ndcg": oracle_ndcg,
+        "setup": setup,
+        "warmup": {"steps": warm.steps, "samples": warm.samples, "wall_seconds": round(warm.wall_seconds, 2)},
+        "budget": {"incremental_steps": incremental_steps, "full_epochs": full_epochs,
+                   "batch_size": cfg.train.batch_size},
+        "strategies": per_strategy,
+        "config": {"seed": cfg.seed, "simulate": cfg.simulate.model_dump(mode="json"),
+                   "train": cfg.train.model_dump(mode="json"), "model": cfg.model.model_dump(mode="json"),
+                   "evaluate_max_users": cfg.evaluate.max_users, "torch_threads": torch.get_num_threads()},
+        "complete": False,
+    }
 
     for t in range(1, len(batches)):
         day = batches[t]
@@ -265,6 +295,8 @@ def run_timeline(cfg: Config, out_dir: Path, incremental_steps: int, full_epochs
         setup.append({"day": day.name, "users": scores["users"], "candidates": scores["candidates"]})
         log(f"day {t:2d} {day.name}: " + "  ".join(f"{name}={per_strategy[name][f'ndcg@{k}'][-1]:.4f}"
                                                     for name in STRATEGIES) + f"  oracle={oracle_ndcg[-1]}")
+        result["wall_seconds"] = round(time.perf_counter() - started, 1)
+        write_result(result, out_dir, tolerance, plot_path)  # partial results survive an interrupted run
         if t == len(batches) - 1:
             break  # nothing left to evaluate an update on
         # train: each strategy learns from today
@@ -284,28 +316,9 @@ def run_timeline(cfg: Config, out_dir: Path, incremental_steps: int, full_epochs
                                                   "final_loss": res.final_loss, "batches": len(train_dirs)})
             log(f"    {name}: {res.steps} steps on {len(train_dirs)} batch(es), {res.wall_seconds:.0f} s")
 
-    result = {
-        "k": k,
-        "drift_day": drift_day,
-        "eval_days": eval_days,
-        "days": [d.name for d in batches],
-        "examples_per_day": examples,
-        "oracle_ndcg": oracle_ndcg,
-        "setup": setup,
-        "warmup": {"steps": warm.steps, "samples": warm.samples, "wall_seconds": round(warm.wall_seconds, 2)},
-        "budget": {"incremental_steps": incremental_steps, "full_epochs": full_epochs,
-                   "batch_size": cfg.train.batch_size},
-        "strategies": per_strategy,
-        "config": {"seed": cfg.seed, "simulate": cfg.simulate.model_dump(mode="json"),
-                   "train": cfg.train.model_dump(mode="json"), "model": cfg.model.model_dump(mode="json"),
-                   "evaluate_max_users": cfg.evaluate.max_users},
-        "wall_seconds": round(time.perf_counter() - started, 1),
-    }
-    result["summary"] = summarise(result, tolerance)
-    (out_dir / RESULT_FILE).write_text(json.dumps(result, indent=2, default=str))
-    (out_dir / "summary.md").write_text(markdown_summary(result))
-    if plot_path is not None:
-        result["plot"] = str(plot_timeline(result, Path(plot_path)))
+    result["wall_seconds"] = round(time.perf_counter() - started, 1)
+    result["complete"] = True
+    write_result(result, out_dir, tolerance, plot_path)
     return result
 
 
@@ -327,10 +340,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32, help="train.batch_size for every strategy")
     p.add_argument("--ctr-batch-size", type=int, default=16, help="train.ctr_batch_size (0 = no CTR loss)")
     p.add_argument("--max-length", type=int, default=48, help="model.max_length (tokens per text)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast in training (CPUs with AVX512-BF16/AMX, GPUs)")
     p.add_argument("--max-users", type=int, default=None, help="evaluate.max_users per day (default: params.yaml)")
     p.add_argument("--recovery-tolerance", type=float, default=0.05,
                    help="recovered = NDCG/oracle back to >= (1 - this) x its pre-drift mean")
+    p.add_argument("--warmup-steps", type=int, default=1, help="train.warmup_steps (small: (c) runs only a few steps)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (1 is much faster on a CPU shared with other jobs; default: torch's)")
     p.add_argument("--seed", type=int, default=None, help="seed (default: params.yaml)")
     return p.parse_args(argv)
 
@@ -342,13 +357,20 @@ def main(argv: list[str] | None = None) -> dict:
         "simulate.days": args.days, "simulate.drift_day": args.drift_day, "simulate.scenario": args.scenario,
         "simulate.n_users": args.users, "simulate.n_items": args.items, "simulate.rooms_per_day": args.rooms,
         "simulate.items_per_room": args.items_per_room, "train.batch_size": args.batch_size,
-        "train.ctr_batch_size": args.ctr_batch_size, "train.bf16": args.bf16, "model.max_length": args.max_length,
+        "train.ctr_batch_size": args.ctr_batch_size, "model.max_length": args.max_length,
+        "train.warmup_steps": args.warmup_steps,
     }
     if args.max_users is not None:
         overrides["evaluate.max_users"] = args.max_users
     if args.seed is not None:
         overrides["seed"] = args.seed
     cfg = load_config(args.params, overrides=overrides)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise TimelineError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     Workspace.from_config(cfg).apply_env()
     result = run_timeline(cfg, args.out, args.incremental_steps, args.full_epochs, args.recovery_tolerance,
                           plot_path=args.plot or args.out / "timeline.png", overwrite=args.overwrite)

@@ -112,10 +112,25 @@ def package_task(params: str) -> str:
 
 
 def _metric_row(name: str, metrics: dict | None) -> str:
-    if not metrics:
-        return f"| {name} | - | - | - |"
-    return f"| {name} | {metrics.get('ndcg@10', float('nan')):.4f} | {metrics.get('hr@10', float('nan')):.4f} " \
-           f"| {metrics.get('auc', float('nan')):.4f} |"
+    def fmt(key: str) -> str:
+        value = (metrics or {}).get(key)
+        return "-" if value is None else f"{value:.4f}"
+
+    return f"| {name} | {fmt('ndcg@10')} | {fmt('hr@10')} | {fmt('auc')} |"
+
+
+def task_runner(cfg):
+    """The task runner named in params (loop.task_runner): Prefect's thread pool, or a Dask cluster via prefect-dask."""
+    if cfg.loop.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if cfg.loop.dask_address:
+            return DaskTaskRunner(address=cfg.loop.dask_address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": cfg.loop.dask_workers, "threads_per_worker": 1,
+                                              "processes": True})
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner(max_workers=cfg.loop.threads)
 
 
 @flow(name="live_loop", log_prints=True)
@@ -171,22 +186,30 @@ def live_loop(batch_dir: str | None = None, params: str = "params.yaml", force_t
     trained = train_task(params, [split["train"]], init_from, str(ws.candidates / day))
     summary["train"] = trained
 
+    # candidate and champion, on the new batch's held-out tail and on the replay set: independent, so submitted
+    # together (threads by default, a Dask cluster with loop.task_runner: dask)
     eval_history = history + [split["train"]]
-    cand_new = evaluate_task(params, trained["model_dir"], eval_history, split["holdout"], f"{day}-candidate",
-                             baselines=True)
-    candidate = {"new": cand_new["models"]["model"], "baselines": cand_new["models"]}
+    jobs = {"candidate/new": evaluate_task.submit(params, trained["model_dir"], eval_history, split["holdout"],
+                                                  f"{day}-candidate", baselines=True)}
+    replay_day = Path(reference[0]).name if reference else None
+    replay_holdout = ws.splits / "holdout" / replay_day if replay_day else None
+    if champion is not None:
+        jobs["champion/new"] = evaluate_task.submit(params, str(champion), eval_history, split["holdout"],
+                                                    f"{day}-champion")
+        if replay_holdout is not None and replay_holdout.exists():
+            replay_hist = [h for h in history if Path(h).name < replay_day] + [str(ws.splits / "train" / replay_day)]
+            for who, model_dir in (("candidate", trained["model_dir"]), ("champion", str(champion))):
+                jobs[f"{who}/replay"] = evaluate_task.submit(params, model_dir, replay_hist, str(replay_holdout),
+                                                             f"{day}-{who}-replay")
+    evaluations = {key: job.result() for key, job in jobs.items()}
+    candidate = {"new": evaluations["candidate/new"]["models"]["model"],
+                 "baselines": evaluations["candidate/new"]["models"]}
     champ_metrics = None
     if champion is not None:
-        champ_new = evaluate_task(params, str(champion), eval_history, split["holdout"], f"{day}-champion")
-        champ_metrics = {"new": champ_new["models"]["model"]}
-        replay_day = Path(reference[0]).name if reference else None
-        if replay_day is not None and (ws.splits / "holdout" / replay_day).exists():
-            replay_hist = [h for h in history if Path(h).name < replay_day] + [str(ws.splits / "train" / replay_day)]
-            holdout = str(ws.splits / "holdout" / replay_day)
-            candidate["replay"] = evaluate_task(params, trained["model_dir"], replay_hist, holdout,
-                                                f"{day}-candidate-replay")["models"]["model"]
-            champ_metrics["replay"] = evaluate_task(params, str(champion), replay_hist, holdout,
-                                                    f"{day}-champion-replay")["models"]["model"]
+        champ_metrics = {"new": evaluations["champion/new"]["models"]["model"]}
+        if "candidate/replay" in evaluations:
+            candidate["replay"] = evaluations["candidate/replay"]["models"]["model"]
+            champ_metrics["replay"] = evaluations["champion/replay"]["models"]["model"]
 
     decision = decide_task(params, candidate, champ_metrics)
     version = register_task(params, trained["model_dir"], registry.champion_version(ws),

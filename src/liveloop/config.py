@@ -61,6 +61,10 @@ class LoopConfig(_Section):
     reference_window: int = Field(3, ge=1)
     package: bool = True
     cron: str = "*/30 * * * *"
+    task_runner: Literal["threads", "dask"] = "threads"
+    threads: int = Field(2, ge=1)
+    dask_address: str | None = None
+    dask_workers: int = Field(2, ge=1)
     monitor_cron: str = "0 * * * *"
 
 
@@ -77,6 +81,7 @@ class ServeConfig(_Section):
     retrieval_margin: int = Field(50, ge=0)
     max_batch_rows: int = Field(64, ge=1)
     reload_poll_seconds: float = Field(5.0, gt=0)
+    torch_threads: int = Field(1, ge=0, le=256)
 
 
 class ModelConfig(_Section):

@@ -76,6 +76,15 @@ def make_batches(accepted: Path, days: int = 2, users: int = 12, seed: int = 0) 
     return out
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and never stall on a machine shared with other jobs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide BERT with MiniLM's tokenizer: the real code path at a fraction of the cost."""
@@ -226,7 +235,8 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, tiny_encoder):
     out = tmp_path / "models" / "run"
     cmd = [str(REPO / ".venv" / "bin" / "liveloop"), "train", "-p", str(params), "--init-from", "scratch", "--out", str(out)]
     cmd += [a for b in batches for a in ("--batch", str(b))]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=env)
     deadline = time.time() + 120
     while latest_checkpoint(out) is None and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -236,7 +246,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, tiny_encoder):
     assert ckpt is not None, proc.stderr.read().decode()[-2000:]
     killed_at = json.loads((ckpt / "state.json").read_text())["step"]
     assert 0 < killed_at < 40
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     state = json.loads((out / "state.json").read_text())
     assert state["resumed_from"] == killed_at and state["step"] == 40

@@ -61,7 +61,8 @@ def run_benchmark(cfg, ws: Workspace, data_dir, out_json) -> dict:
     timings["load_split"] = time.perf_counter() - started
 
     steps = cfg.evaluate.benchmark_steps or cfg.train.steps
-    train_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"steps": steps})})
+    # one from-scratch run over all of the history: there is nothing to replay and no reservoir to keep
+    train_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"steps": steps, "replay_size": 0})})
     model_dir = out_json.with_name(out_json.stem + "-model")
     if model_dir.exists():
         raise EvaluationError(f"{model_dir} already exists; remove it or choose another --out")

@@ -22,6 +22,8 @@ class EncodeBatcher:
         self._pending: deque[tuple[list[str], asyncio.Future]] = deque()
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
         self.batches = 0  # encodes run, for tests and benchmarks
         self.rows = 0
 
@@ -29,7 +31,7 @@ class EncodeBatcher:
         """[len(texts), d] vectors; shares one encode call with whatever else is waiting."""
         loop = asyncio.get_running_loop()
         if self._worker is None or self._worker.done():
-            self._wake = asyncio.Event()
+            self._loop, self._wake = loop, asyncio.Event()
             self._worker = loop.create_task(self._run())
         future = loop.create_future()
         self._pending.append((texts, future))
@@ -47,6 +49,8 @@ class EncodeBatcher:
     async def _run(self) -> None:
         while True:
             if not self._pending:
+                if self._closed:
+                    return
                 self._wake.clear()
                 await self._wake.wait()
                 continue
@@ -68,5 +72,7 @@ class EncodeBatcher:
                 start += len(job_texts)
 
     def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
+        """Let the worker finish what is queued, then stop; callable from any thread."""
+        self._closed = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake.set)

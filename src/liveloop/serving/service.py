@@ -144,9 +144,17 @@ class LiveRecommender:
         from liveloop.serving.engine import load_state
         from liveloop.serving.feedback import FeedbackLog, log_path
 
-        stored = self.model_ref
+        try:
+            stored = self.model_ref
+        except bentoml.exceptions.BentoMLException:
+            home = os.environ.get("BENTOML_HOME", "~/bentoml")
+            raise RuntimeError(f"no packaged model {MODEL_NAME!r} in BENTOML_HOME={home}: run `liveloop package` first") from None
         cfg, ws = _settings(Path(stored.path))
         self.serve_cfg = cfg.serve
+        if cfg.serve.torch_threads:
+            import torch
+
+            torch.set_num_threads(cfg.serve.torch_threads)
         self.feedback_log = FeedbackLog(log_path(ws))
         self.state = load_state(stored.path, str(stored.tag), self.serve_cfg)
         self._swap_lock = threading.Lock()  # feedback, upserts and model swaps, one at a time
