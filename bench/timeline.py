@@ -165,16 +165,18 @@ def markdown_summary(result: dict) -> str:
             "| train samples | train wall |", "|---|---|---|---|---|---|---|"]
     for name in STRATEGIES:
         s = summary["strategies"][name]
-        rec = "never" if s["recovery_days"] is None else str(s["recovery_days"])
         pre, post = s[f"pre_drift_ndcg@{k}"], s[f"post_drift_ndcg@{k}"]
+        rec = "n/a" if post is None else "never" if s["recovery_days"] is None else str(s["recovery_days"])
         rows.append(f"| {LABELS[name]} | {s[f'mean_ndcg@{k}']:.4f} | {s[f'mean_hr@{k}']:.4f} | "
-                    f"{pre if pre is None else f'{pre:.4f}'} / {post if post is None else f'{post:.4f}'} | {rec} | "
+                    f"{'n/a' if pre is None else f'{pre:.4f}'} / {'n/a' if post is None else f'{post:.4f}'} | {rec} | "
                     f"{s['train_samples']:,} | {s['train_seconds']:.0f} s |")
 
     def pct(x):
         return "n/a" if x is None else f"{100 * x:.1f}%"
 
     oracle = summary.get(f"oracle_mean_ndcg@{k}")
+    if not result.get("complete"):
+        rows.append(f"\n**Partial run**: {len(result['eval_days'])} of {len(result['days']) - 1} days evaluated.")
     rows += [
         "",
         f"- (c)/(b) mean NDCG@{k}: **{pct(summary['quality_ratio_c_over_b'])}** (goal ≥ 99%)",
@@ -204,8 +206,11 @@ def plot_timeline(result: dict, path: Path) -> Path:
     ax.axvline(result["drift_day"] - 0.5, color="red", linestyle=":", label=f"drift starts (day {result['drift_day']})")
     ax.set_xlabel("day (each model evaluated on the day before learning from it)")
     ax.set_ylabel(f"NDCG@{k}")
+    total = len(result["days"]) - 1
+    ax.set_xlim(0.5, total + 0.5)
     ax.set_title(f"Prequential NDCG@{k}: {result['config']['simulate']['scenario']}, "
-                 f"{result['config']['simulate']['n_users']} users, {len(days)} evaluated days")
+                 f"{result['config']['simulate']['n_users']} users, {len(days)} of {total} days evaluated"
+                 + ("" if result.get("complete") else " (partial)"))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()

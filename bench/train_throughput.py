@@ -58,7 +58,10 @@ def main() -> None:
     parser.add_argument("--freeze", type=int, default=4, help="train.freeze_layers")
     parser.add_argument("--max-length", type=int, default=48, help="model.max_length")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -73,14 +76,17 @@ def main() -> None:
         ws = Workspace.from_config(cfg)
         batches = simulate(SimulateConfig(days=1, n_users=300, n_items=200), cfg.seed, ws.accepted, ws.simulator_truth)
         examples = build_training_data(batches, ws.accepted, cfg.model, cfg.train, cfg.seed).examples
-        bare = bare_loop(cfg, examples.sample(args.batch, random_state=cfg.seed), args.steps)[1:]
+        fixed = examples.sample(args.batch, random_state=cfg.seed)
+        # bare loop before and after train(), so drifting load on a shared machine hits both sides alike
+        bare = bare_loop(cfg, fixed, args.steps // 2 + 1)[1:]
         result = train(cfg, ws, batches, "scratch", root / "model")
+        bare += bare_loop(cfg, fixed, args.steps // 2 + 1)[1:]
         ours = [args.batch / s for s in pd.read_csv(result.model_dir / LOG_FILE)["samples_per_s"]][1:]
 
     bare_sps, ours_sps = args.batch / statistics.median(bare), args.batch / statistics.median(ours)
     print(json.dumps({
         "batch": args.batch, "max_length": args.max_length, "freeze_layers": args.freeze, "bf16": args.bf16,
-        "steps_timed": len(ours), "bare_median_step_s": round(statistics.median(bare), 4),
+        "steps_timed": [len(bare), len(ours)], "bare_median_step_s": round(statistics.median(bare), 4),
         "train_median_step_s": round(statistics.median(ours), 4), "bare_samples_per_s": round(bare_sps, 2),
         "train_samples_per_s": round(ours_sps, 2), "ratio": round(ours_sps / bare_sps, 3),
         "torch_threads": torch.get_num_threads(),

@@ -227,6 +227,7 @@ def train_cmd(
     from liveloop.data.batches import list_batches
     from liveloop.registry import champion_dir
     from liveloop.training import TrainError, train
+    from liveloop.training.examples import TrainDataError
     from liveloop.training.loop import LOG_FILE
 
     cfg, ws = _setup(params)
@@ -234,7 +235,7 @@ def train_cmd(
         batches = list(batch)
     else:
         champion = champion_dir(ws)
-        seen = json.loads((champion / "state.json").read_text()).get("data_versions", {}) if champion else {}
+        seen = json.loads((champion / "state.json").read_text()).get("all_data_versions", {}) if champion else {}
         batches = [d for d in list_batches(ws.accepted) if d.name not in seen]
     if not batches:
         _fail(f"no batches to train on: give --batch or accept new batches into {ws.accepted}")
@@ -244,7 +245,7 @@ def train_cmd(
     out_dir = out or ws.candidates / sorted(batches)[-1].name
     try:
         result = train(cfg, ws, batches, init_from or cfg.train.init_from, out_dir)
-    except ValueError as exc:  # TrainError, TrainDataError, ModelError: user-facing problems
+    except (TrainError, TrainDataError) as exc:
         _fail(str(exc))
     if int(os.environ.get("RANK", "0")) != 0:
         return

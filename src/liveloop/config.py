@@ -140,6 +140,7 @@ class DriftThresholds(_Section):
     )
     new_value_share: dict[str, float] = Field(default_factory=lambda: {"category": 0.05, "host_id": 0.4})
     embedding_auc: dict[str, float] = Field(default_factory=lambda: {"items": 0.9, "users": 0.8, "comments": 0.8})
+    interest_drop: float = Field(0.4, gt=0, le=1)
     prediction_drift: float = Field(0.3, gt=0)
     ndcg_drop: float = Field(0.2, gt=0, le=1)
 
@@ -148,7 +149,10 @@ class DriftConfig(_Section):
     """Drift monitoring: sample sizes for the Evidently checks and the thresholds of the retrain policy."""
 
     max_rows: int = Field(20_000, ge=100)
-    embedding_sample: int = Field(200, ge=20)
+    embedding_sample: int = Field(100, ge=20)
+    embedding_max_length: int = Field(32, ge=8, le=512)
+    embedding_kinds: list[Literal["items", "users", "comments"]] = Field(["comments"], min_length=1)
+    champion_signals: bool = False
     eval_users: int = Field(150, ge=10)
     ndcg_k: int = Field(10, ge=1)
     session_gap_minutes: float = Field(30.0, gt=0)
@@ -163,7 +167,7 @@ class EvaluateConfig(_Section):
     """Offline evaluation and `liveloop benchmark`: protocol, cut-offs, baselines (src/liveloop/evaluation)."""
 
     split_quantile: float = Field(0.9, gt=0, lt=1)
-    benchmark_steps: int | None = Field(600, ge=1)
+    benchmark_steps: int | None = Field(300, ge=1)
     ks: list[int] = Field([10, 50], min_length=1)
     max_users: int | None = Field(5000, ge=1)
     popularity_days: float = Field(30.0, gt=0)

@@ -13,10 +13,11 @@ from liveloop.cli import app
 from liveloop.config import DriftConfig, SimulateConfig
 from liveloop.data.simulator import simulate
 from liveloop.monitoring import DriftInputError, check_drift
+from liveloop.monitoring.embeddings import TextEncoder
 
 SMALL = dict(days=4, drift_day=3, n_users=300, n_items=200)
 # Small samples keep each check to a few seconds; thresholds stay the shipped defaults.
-FAST = DriftConfig(embedding_sample=80, max_rows=5000)
+FAST = DriftConfig(embedding_sample=60, max_rows=5000)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def _assert_written(verdict: dict, out: Path) -> None:
     assert set(verdict) >= {"drift", "signals", "reasons"}
     assert isinstance(verdict["drift"], bool) and isinstance(verdict["reasons"], list)
     assert set(verdict["signals"]) >= {"tabular", "new_values", "embeddings"}
-    assert set(verdict["signals"]["embeddings"]) == {"items", "users", "comments"}
+    assert set(verdict["signals"]["embeddings"]) == set(FAST.embedding_kinds)
     on_disk = json.loads((out / "drift.json").read_text())
     assert on_disk["drift"] == verdict["drift"] and on_disk["reasons"] == verdict["reasons"]
     html = (out / "drift_report.html").read_text()
@@ -50,6 +51,25 @@ def test_stable_days_do_not_drift(batches, tmp_path):
 
 
 @pytest.mark.slow
+def test_each_batch_is_encoded_once_then_read_from_the_cache(batches, tmp_path):
+    days = batches["stable"]
+    cache = tmp_path / "cache"
+    encoder = TextEncoder("all-MiniLM-L6-v2", FAST.embedding_max_length)
+    first = check_drift(days[:2], days[2], tmp_path / "a", FAST, cache_dir=cache, text_encoder=encoder)
+    assert len(list(cache.glob("*.safetensors"))) == 3
+    assert "0/2 reference batch(es) read from cache" in first["notes"]
+    # the next day: its window holds batches encoded before, so only the new batch is encoded
+    second = check_drift(days[1:3], days[3], tmp_path / "b", FAST, cache_dir=cache, text_encoder=encoder)
+    assert "2/2 reference batch(es) read from cache" in second["notes"]
+    assert len(list(cache.glob("*.safetensors"))) == 4
+    # a different setting is a different key: nothing stale is served
+    other = FAST.model_copy(update={"embedding_sample": 30})
+    third = check_drift(days[1:3], days[3], tmp_path / "c", other, cache_dir=cache, text_encoder=encoder)
+    assert "0/2 reference batch(es) read from cache" in third["notes"]
+    assert third["signals"]["embeddings"]["comments"]["n_current"] == 30
+
+
+@pytest.mark.slow
 def test_price_shock_drifts_and_names_price(batches, tmp_path):
     days = batches["price-shock"]
     verdict = check_drift(days[:3], days[3], tmp_path, FAST)
@@ -62,7 +82,7 @@ def test_price_shock_drifts_and_names_price(batches, tmp_path):
 def _cli(params_file: Path, args: list[str]):
     params = params_file.read_text() + "\n"
     # the test's small sample sizes, through the same params.yaml the CLI reads
-    params_file.write_text(params.replace("embedding_sample: 200", "embedding_sample: 80"))
+    params_file.write_text(params.replace("embedding_sample: 100", "embedding_sample: 60"))
     return CliRunner().invoke(app, ["drift", *args, "--params", str(params_file)])
 
 

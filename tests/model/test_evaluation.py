@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 
 from liveloop.cli import app
 from liveloop.config import load_config
-from liveloop.data.batches import list_batches
 from liveloop.data.simulator import simulate
 from liveloop.evaluation import evaluate_model, run_benchmark
 from liveloop.evaluation.evaluate import FROZEN, MODEL, ORACLE

@@ -202,8 +202,35 @@ def test_train_writes_model_log_replay_and_is_deterministic(tmp_path, tiny_encod
     warm_state = json.loads((tmp_path / "m3" / "state.json").read_text())
     assert warm.init_from == str(tmp_path / "m1") and warm_state["parent"] == str(tmp_path / "m1")
     assert warm_state["metrics"]["replay_examples"] > 0
+    assert warm_state["data_versions"] == {"2026-01-06": None}
+    assert set(warm_state["all_data_versions"]) == {"2026-01-05", "2026-01-06"}  # the parent's data carried over
     with pytest.raises(TrainError, match="already holds a finished model"):
         train(cfg, ws, batches, "scratch", tmp_path / "m1")
+
+
+def test_lora_trains_adapters_and_leaves_base_weights(tmp_path, tiny_encoder):
+    from safetensors.torch import load_file
+
+    cfg = load_config(tiny_params(tmp_path, tiny_encoder, steps=2, freeze_layers=0))
+    cfg.model.lora_rank = 2
+    cfg.train.bf16 = True  # bf16 autocast on the same path (CPU here)
+    ws = Workspace.from_config(cfg)
+    train(cfg, ws, make_batches(ws.accepted, days=1), "scratch", tmp_path / "m")
+    weights = load_file(str(tmp_path / "m" / "model.safetensors"))
+    base = load_file(str(tiny_encoder / "model.safetensors"))
+    query = "encoder.layer.0.attention.self.query"
+    trained_base = next(v for k, v in weights.items() if k.endswith(f"{query}.base_layer.weight"))
+    assert torch.equal(trained_base, base[f"{query}.weight"])
+    lora_b = [v for k, v in weights.items() if "lora_B" in k]
+    assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # adapters moved off their zero init
+    assert Recommender.load(tmp_path / "m", "cpu").encode_items(["Red Mug | kitchen"]).shape == (1, 16)
+
+
+def test_bad_device_is_a_clear_error(tmp_path, tiny_encoder):
+    cfg = load_config(tiny_params(tmp_path, tiny_encoder, device="potato"))
+    ws = Workspace.from_config(cfg)
+    with pytest.raises(TrainError, match="train.device: unknown device 'potato'"):
+        train(cfg, ws, make_batches(ws.accepted, days=1), "scratch", tmp_path / "m")
 
 
 def test_training_teaches_category_preference(tmp_path, tiny_encoder):

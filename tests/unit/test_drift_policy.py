@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from liveloop.config import ConfigError, DriftThresholds, load_config
-from liveloop.monitoring.frames import event_frame, new_value_share, user_frame
+from liveloop.monitoring.frames import event_frame, interest_match, new_value_share, user_frame
 from liveloop.monitoring.policy import decide
 
 
@@ -92,7 +92,8 @@ def test_event_frame_joins_category_price_and_host():
         "items": pd.DataFrame({"item_id": ["i1", "i2"], "category": ["shoes", "bags"], "price": [10.0, 99.0]}),
         "streams": pd.DataFrame({"stream_id": ["s1"], "host_id": ["h7"]}),
         "events": pd.DataFrame(
-            {"item_id": ["i2", "i1"], "event_type": ["click", "purchase"], "stream_id": ["s1", None]}
+            {"item_id": ["i2", "i1"], "event_type": ["click", "purchase"], "stream_id": ["s1", None],
+             "user_id": ["u1", "u2"]}
         ),
     }
     frame = event_frame(tables)
@@ -101,9 +102,28 @@ def test_event_frame_joins_category_price_and_host():
         "price": [99.0, 10.0],
         "event_type": ["click", "purchase"],
         "host_id": ["h7", "(no room)"],
+        "user_id": ["u1", "u2"],
     }
 
 
 def test_new_value_share_is_the_share_of_unseen_values():
     assert new_value_share(pd.Series(["a", "b"]), pd.Series(["a", "c", "c", "b"])) == 0.5
     assert new_value_share(pd.Series(["a"]), pd.Series([], dtype=str)) == 0.0
+
+
+def test_interest_match_is_each_users_history_share_of_the_event_category():
+    history = pd.DataFrame({"user_id": ["a", "a", "a", "a", "b"], "category": ["shoes", "shoes", "shoes", "bags", "toys"]})
+    current = pd.DataFrame({"user_id": ["a", "a", "b", "new"], "category": ["shoes", "toys", "toys", "shoes"]})
+    # a: 3/4 of history in shoes, never toys; b: all toys; a user without history is left out
+    assert interest_match(history, current).tolist() == [0.75, 0.0, 1.0]
+    assert len(interest_match(history.iloc[:0], current)) == 0
+
+
+def test_interest_drop_gives_a_reason_with_both_values():
+    interest = {"reference": 0.5, "current": 0.1, "relative_drop": 0.8}
+    drift, reasons = decide(_signals(interest=interest), DriftThresholds(interest_drop=0.4))
+    assert drift and reasons == [
+        "returning users moved away from their categories: category match 0.100 vs 0.500 in the reference, "
+        "a 80% drop (policy: >= 40%)"
+    ]
+    assert decide(_signals(interest={**interest, "relative_drop": 0.39}), DriftThresholds(interest_drop=0.4)) == (False, [])

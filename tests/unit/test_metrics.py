@@ -4,7 +4,6 @@ the protocols' split/targets, and the promotion gate."""
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -250,4 +249,12 @@ def test_default_gate_config_matches_the_evaluation_keys():
     cfg = EvaluateConfig()
     names = {f"{m}@{k}" for m in ("ndcg", "recall", "hr") for k in cfg.ks}
     assert set(gate.metrics) <= names
-    assert SimpleNamespace(**gate.model_dump()).sets == ["new", "replay"]
+    assert gate.sets == ["new", "replay"]  # the keys flows/live_loop.py passes
+
+
+def test_time_split_caps_test_users_with_a_seeded_sample():
+    rows = [_event(f"u{i}", "a", 1) for i in range(10)] + [_event(f"u{i}", "b", 12) for i in range(10)]
+    rows += [_event("x", "a", d) for d in range(2, 9)]
+    first = time_split(_tables(rows, ITEMS), quantile=0.6, max_users=4, seed=1)
+    again = time_split(_tables(rows, ITEMS), quantile=0.6, max_users=4, seed=1)
+    assert len(first.user_ids) == 4 and first.user_ids == again.user_ids == sorted(first.user_ids)

@@ -56,7 +56,7 @@ def run_benchmark(cfg, ws: Workspace, data_dir, out_json) -> dict:
     timings: dict[str, float] = {}
     started = time.perf_counter()
     log.info("reading %d batches from %s", len(batches), data_dir)
-    split = time_split(concat_batches(batches), cfg.evaluate.split_quantile)
+    split = time_split(concat_batches(batches), cfg.evaluate.split_quantile, cfg.evaluate.max_users, cfg.seed)
     log.info("cut at %s: %d test users, %d candidate items", split.as_of, len(split.user_ids), len(split.candidate_ids))
     timings["load_split"] = time.perf_counter() - started
 

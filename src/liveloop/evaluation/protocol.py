@@ -80,7 +80,15 @@ def time_cut(events: pd.DataFrame, quantile: float) -> pd.Timestamp:
     return pd.Timestamp(positives["ts"].quantile(quantile))
 
 
-def time_split(tables: Tables, quantile: float) -> EvalSplit:
+def _sample_users(per_user: pd.DataFrame | pd.Series, max_users: int | None, seed: int):
+    """At most max_users rows (seeded, order kept), so evaluation cost stays bounded on big data."""
+    if max_users is None or len(per_user) <= max_users:
+        return per_user
+    keep = np.sort(np.random.default_rng(seed).choice(len(per_user), size=max_users, replace=False))
+    return per_user.iloc[keep]
+
+
+def time_split(tables: Tables, quantile: float, max_users: int | None = None, seed: int = 0) -> EvalSplit:
     """Online Retail protocol: returning users' first wanted item after the cut, ranked over all items."""
     cut = time_cut(tables["events"], quantile)
     positives = positive_events(tables["events"])
@@ -90,7 +98,7 @@ def time_split(tables: Tables, quantile: float) -> EvalSplit:
     first = after.sort_values("ts", kind="stable").drop_duplicates("user_id", keep="first")
     if first.empty:
         raise ProtocolError(f"no user has positives both before and after the cut at {cut}")
-    first = first.sort_values("user_id")
+    first = _sample_users(first.sort_values("user_id"), max_users, seed)
     candidates = sorted(set(tables["items"]["item_id"].astype(str)) | set(tables["events"]["item_id"].astype(str)))
     return EvalSplit(
         history=_before(tables, cut),
@@ -138,9 +146,7 @@ def next_window(history: Tables, test: Tables, max_users: int | None = None, see
     if wanted.empty:
         raise ProtocolError("the test batch has no positive events on candidate items")
     per_user = wanted.groupby("user_id", sort=True)["item_id"].agg(lambda s: list(dict.fromkeys(s.astype(str))))
-    if max_users is not None and len(per_user) > max_users:
-        keep = np.sort(np.random.default_rng(seed).choice(len(per_user), size=max_users, replace=False))
-        per_user = per_user.iloc[keep]
+    per_user = _sample_users(per_user, max_users, seed)
     # the test batch's catalogue rows describe items new in this window (cold-start) for text-based scorers
     merged_history = dict(history)
     merged_history["items"] = (

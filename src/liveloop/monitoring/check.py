@@ -8,19 +8,21 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from liveloop.config import DriftConfig, ModelConfig
 from liveloop.data.batches import read_batch
 from liveloop.data.schema import TABLES
 from liveloop.monitoring import evidently_adapter as ev
-from liveloop.monitoring import frames, model_signals
+from liveloop.monitoring import embeddings, frames, model_signals
 from liveloop.monitoring.policy import EMBEDDING_LABELS, decide
 
 log = logging.getLogger(__name__)
 
 REPORT_HTML = "drift_report.html"
 VERDICT_JSON = "drift.json"
+EMBEDDING_CACHE = "embedding-cache"
 MIN_TEXTS = 10  # fewer texts on a side than this and the embedding classifier is noise; the signal is skipped
 
 
@@ -50,9 +52,28 @@ def _check_inputs(reference_dirs: list[Path], current_dir: Path, cfg: DriftConfi
         raise DriftInputError(f"drift.thresholds.column_drift names unknown columns {unknown} (known: {sorted(known)})")
 
 
-def _tabular(reference: list[dict], current: dict, cfg: DriftConfig) -> tuple[dict, list[ev.Section]]:
+def _interest(ref_events: list[pd.DataFrame], cur_events: pd.DataFrame) -> dict | None:
+    """Returning users' category match (frames.interest_match), current batch vs reference batches, with the same
+    history length on both sides: each reference batch against the other reference batches (leave one out), the current
+    batch against the latest len(window) - 1 of them. None when the window has a single batch."""
+    if len(ref_events) < 2:
+        return None
+    ref = np.concatenate([
+        frames.interest_match(pd.concat(ref_events[:i] + ref_events[i + 1:], ignore_index=True), ref_events[i])
+        for i in range(len(ref_events))
+    ])
+    cur = frames.interest_match(pd.concat(ref_events[1:], ignore_index=True), cur_events)
+    if len(ref) == 0 or len(cur) == 0:
+        return None
+    before, now = float(ref.mean()), float(cur.mean())
+    return {"reference": before, "current": now, "relative_drop": (before - now) / before if before > 0 else None,
+            "n_reference": len(ref), "n_current": len(cur)}
+
+
+def _tabular(reference: list[dict], current: dict, cfg: DriftConfig) -> tuple[dict, list[ev.Section], list[str]]:
     limits = cfg.thresholds.column_drift
-    ref_events = pd.concat([frames.event_frame(t) for t in reference], ignore_index=True)
+    ref_frames = [frames.event_frame(t) for t in reference]
+    ref_events = pd.concat(ref_frames, ignore_index=True)
     cur_events = frames.event_frame(current)
     ref_users = pd.concat([frames.user_frame(t["events"], cfg.session_gap_minutes) for t in reference], ignore_index=True)
     cur_users = frames.user_frame(current["events"], cfg.session_gap_minutes)
@@ -78,39 +99,55 @@ def _tabular(reference: list[dict], current: dict, cfg: DriftConfig) -> tuple[di
             ref_events["host_id"], cur_events.loc[cur_events["host_id"] != frames.NOT_IN_ROOM, "host_id"]
         ),
     }
-    return {"tabular": {"drifted_share": share, "columns": columns}, "new_values": new_values}, sections
+    signals = {"tabular": {"drifted_share": share, "columns": columns}, "new_values": new_values}
+    notes = []
+    interest = _interest(ref_frames, cur_events)
+    if interest is None:
+        notes.append("returning users' interests not checked: needs 2+ reference batches and users seen in both")
+    else:
+        signals["interest"] = interest
+    return signals, sections, notes
 
 
-def _model_signals(reference: list[dict], current: dict, reference_dirs: list[Path], cfg: DriftConfig,
-                   champion_dir: Path | None, model_cfg: ModelConfig) -> tuple[dict, list[ev.Section], list[str]]:
-    notes: list[str] = []
-    model = model_signals.load_model(champion_dir, model_cfg)
-    ref_side = model_signals.side_texts(reference, cfg, cfg.seed)
-    cur_side = model_signals.side_texts([current], cfg, cfg.seed + 10)
-    ref_vecs, cur_vecs = model_signals.embed(model, ref_side), model_signals.embed(model, cur_side)
-    embeddings: dict[str, dict] = {}
+def _embedding_signals(reference_dirs: list[Path], reference: list[dict], current_dir: Path, current: dict,
+                       cfg: DriftConfig, encoder: embeddings.TextEncoder,
+                       cache_dir: Path | None) -> tuple[dict, list[ev.Section], list[str]]:
+    """Domain-classifier AUC per text kind, on frozen-encoder vectors (embeddings.py); each batch encoded once."""
+    ref_parts = [embeddings.batch_embeddings(d, t, encoder, cfg, cache_dir) for d, t in zip(reference_dirs, reference)]
+    cur_vecs, _ = embeddings.batch_embeddings(current_dir, current, encoder, cfg, cache_dir)
+    notes = [f"embeddings: {sum(hit for _, hit in ref_parts)}/{len(ref_parts)} reference batch(es) read from cache"]
+    results: dict[str, dict] = {}
     sections = []
-    for name in ("items", "users", "comments"):
-        n_ref, n_cur = len(ref_vecs[name]), len(cur_vecs[name])
+    for name in cfg.embedding_kinds:
+        ref_vecs = embeddings.stack([vecs[name] for vecs, _ in ref_parts])
+        n_ref, n_cur = len(ref_vecs), len(cur_vecs[name])
         if min(n_ref, n_cur) < MIN_TEXTS:
             notes.append(f"{EMBEDDING_LABELS[name]} embeddings not checked: {n_ref} reference / {n_cur} current texts")
             continue
-        auc, widgets = ev.embedding_drift(name, ref_vecs[name], cur_vecs[name], cfg.pca_components, cfg.embedding_plots)
-        embeddings[name] = {"auc": auc, "n_reference": n_ref, "n_current": n_cur}
+        auc, widgets = ev.embedding_drift(name, ref_vecs, cur_vecs[name], cfg.pca_components, cfg.embedding_plots)
+        results[name] = {"auc": auc, "n_reference": n_ref, "n_current": n_cur}
         sections.append(ev.Section(f"{EMBEDDING_LABELS[name].capitalize()} embeddings (domain classifier)", widgets))
-    signals: dict = {"embeddings": embeddings}
-    if champion_dir is None:
-        notes.append("no champion: prediction and performance drift not checked")
-        return signals, sections, notes
+    return {"embeddings": results}, sections, notes
+
+
+def _champion_signals(reference: list[dict], current: dict, reference_dirs: list[Path], cfg: DriftConfig,
+                      champion_dir: Path) -> tuple[dict, list[ev.Section], list[str]]:
+    """Prediction drift (the champion's score distribution) and performance drift (its NDCG on the new batch)."""
+    from liveloop.evaluation.protocol import ProtocolError
+
+    notes: list[str] = []
+    signals: dict = {}
+    sections = []
+    model = model_signals.load_model(champion_dir)
+    ref_side = model_signals.side_texts(reference, cfg, cfg.seed)
+    cur_side = model_signals.side_texts([current], cfg, cfg.seed + 10)
     if min(len(ref_side.user_contexts), len(cur_side.user_contexts)) >= MIN_TEXTS:
-        ref_scores = model_signals.score_summary(model, ref_side, ref_vecs)
-        cur_scores = model_signals.score_summary(model, cur_side, cur_vecs)
+        ref_scores = model_signals.score_summary(model, ref_side)
+        cur_scores = model_signals.score_summary(model, cur_side)
         limits = {c: cfg.thresholds.prediction_drift for c in ref_scores.columns}
         results, widgets = ev.column_drift(ref_scores, cur_scores, limits, frozenset(limits))
         signals["prediction"] = {c: r["score"] for c, r in results.items()}
         sections.append(ev.Section("Champion score distribution (prediction drift)", widgets))
-    from liveloop.evaluation.protocol import ProtocolError
-
     try:
         signals["performance"] = model_signals.performance(model, reference_dirs, current, cfg)
     except (ProtocolError, ValueError) as exc:
@@ -130,6 +167,12 @@ def _signal_table(signals: dict, cfg: DriftConfig) -> list[list[str]]:
     for col, share in signals["new_values"].items():
         limit = t.new_value_share.get(col)
         rows.append([f"events with a new {col}", f"{share:.3f}", str(limit), str(limit is not None and share >= limit)])
+    interest = signals.get("interest")
+    if interest is not None:
+        drop = interest["relative_drop"]
+        rows.append([f"returning users' category match drop ({interest['current']:.3f} vs {interest['reference']:.3f})",
+                     "n/a" if drop is None else f"{drop:.3f}", f"{t.interest_drop:g}",
+                     str(drop is not None and drop >= t.interest_drop)])
     for name, r in signals.get("embeddings", {}).items():
         limit = t.embedding_auc.get(name)
         rows.append([f"{name} embeddings ROC AUC", f"{r['auc']:.3f}", str(limit), str(limit is not None and r["auc"] >= limit)])
@@ -150,13 +193,16 @@ def check_drift(
     cfg: DriftConfig,
     champion_dir: Path | None = None,
     model_cfg: ModelConfig | None = None,
+    cache_dir: Path | None = None,
+    text_encoder: embeddings.TextEncoder | None = None,
 ) -> dict:
     """Measure every drift signal of `current_dir` against `reference_dirs`, apply the policy in `cfg.thresholds`,
     write `out_dir/drift_report.html` and `out_dir/drift.json`, and return the verdict
     `{"drift": bool, "signals": {...}, "reasons": [...], ...}`.
 
-    Without a champion the text embeddings come from a fresh model built from `model_cfg` (same pretrained encoder)
-    and the prediction / performance signals are skipped."""
+    Text embeddings come from the pretrained encoder named by `model_cfg` (cached per batch under `cache_dir`, default
+    `out_dir/../embedding-cache`; pass `text_encoder` to reuse one loaded encoder across checks). The champion-based signals (prediction / performance drift) run only with a
+    champion and `cfg.champion_signals`."""
     started = time.perf_counter()
     reference_dirs = [Path(d) for d in reference_dirs]
     current_dir, out_dir = Path(current_dir), Path(out_dir)
@@ -168,12 +214,20 @@ def check_drift(
     if all(t["events"].empty for t in reference):
         raise DriftInputError(f"reference batches {[str(d) for d in reference_dirs]} hold no events")
 
-    signals, sections = _tabular(reference, current, cfg)
-    model_part, model_sections, notes = _model_signals(
-        reference, current, reference_dirs, cfg, champion_dir, model_cfg or ModelConfig()
-    )
-    signals.update(model_part)
-    sections += model_sections
+    signals, sections, notes = _tabular(reference, current, cfg)
+    encoder = text_encoder or embeddings.TextEncoder((model_cfg or ModelConfig()).encoder, cfg.embedding_max_length)
+    parts = [_embedding_signals(reference_dirs, reference, current_dir, current, cfg, encoder,
+                                out_dir.parent / EMBEDDING_CACHE if cache_dir is None else cache_dir)]
+    if champion_dir is None:
+        notes.append("no champion: prediction and performance drift not checked")
+    elif not cfg.champion_signals:
+        notes.append("prediction and performance drift off (drift.champion_signals: false)")
+    else:
+        parts.append(_champion_signals(reference, current, reference_dirs, cfg, Path(champion_dir)))
+    for part_signals, part_sections, part_notes in parts:
+        signals.update(part_signals)
+        sections += part_sections
+        notes += part_notes
     drift, reasons = decide(signals, cfg.thresholds)
 
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,8 @@ NOT_IN_ROOM = "(no room)"
 
 
 def event_frame(tables: Tables) -> pd.DataFrame:
-    """One row per event: the item's category and catalogue price, the event type, the host of the room it happened in."""
+    """One row per event: the item's category and catalogue price, the event type, the host of the room it happened in,
+    and the user (not monitored as a column; it links events to the user's history for `interest_match`)."""
     events, items, streams = tables["events"], tables["items"], tables["streams"]
     item_info = items.drop_duplicates("item_id", keep="last").set_index("item_id")
     hosts = streams.drop_duplicates("stream_id", keep="last").set_index("stream_id")["host_id"]
@@ -29,8 +30,24 @@ def event_frame(tables: Tables) -> pd.DataFrame:
             "price": item_ids.map(item_info["price"]).astype("float64").to_numpy(),
             "event_type": events["event_type"].astype(str).to_numpy(),
             "host_id": events["stream_id"].map(hosts).fillna(NOT_IN_ROOM).astype(str).to_numpy(),
+            "user_id": events["user_id"].astype(str).to_numpy(),
         }
     )
+
+
+def interest_match(history: pd.DataFrame, current: pd.DataFrame) -> np.ndarray:
+    """For each current event of a user seen in `history`: the share of that user's history events in the event's
+    category (1 = the user stays entirely in the categories they engaged with before, 0 = a category they never touched).
+
+    The whole-population category mix follows the daily room schedule; this per-user view does not, so it sees a shift
+    of what each user wants (a seasonal shift) that the population mix hides. Both frames are `event_frame`s."""
+    if history.empty or current.empty:
+        return np.zeros(0)
+    counts = history.groupby(["user_id", "category"]).size()
+    shares = counts / counts.groupby(level="user_id").transform("sum")
+    known = current[current["user_id"].isin(set(history["user_id"]))]
+    keys = pd.MultiIndex.from_arrays([known["user_id"], known["category"]], names=["user_id", "category"])
+    return shares.reindex(keys).fillna(0.0).to_numpy(dtype="float64")
 
 
 def user_frame(events: pd.DataFrame, session_gap_minutes: float) -> pd.DataFrame:

@@ -1,8 +1,5 @@
-"""Signals that need the model: text embeddings of items, users and comments, the champion's score distribution, and
-its ranking quality on the newly labelled batch.
-
-Texts go through the champion's own towers (or a fresh model from `ModelConfig` before the first champion), so the
-embedding drift is measured in the space the recommender actually uses.
+"""Signals that need the champion: its score distribution (prediction drift) and its ranking quality on the newly
+labelled batch (performance drift). Texts go through the champion's own towers, the space it actually scores in.
 """
 
 from __future__ import annotations
@@ -13,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from liveloop.config import DriftConfig, ModelConfig
+from liveloop.config import DriftConfig
 from liveloop.data.batches import Tables, concat_batches
-from liveloop.monitoring.frames import comment_texts, sample_list
+from liveloop.monitoring.frames import sample_list
 
 
 @dataclass
@@ -25,48 +22,36 @@ class SideTexts:
     item_ids: list[str]
     item_texts: list[str]
     user_contexts: list  # model.text.UserContext, one per sampled user
-    comments: list[str]
 
 
-def load_model(champion_dir: Path | None, model_cfg: ModelConfig):
+def load_model(champion_dir: Path):
     from liveloop.model.recommender import Recommender
 
-    if champion_dir is None:
-        return Recommender.from_config(model_cfg, seed=0)
     return Recommender.load(champion_dir)
 
 
 def side_texts(batches: list[Tables], cfg: DriftConfig, seed: int) -> SideTexts:
-    """Items, user behaviour and comments of each batch on its own (a user's context never spans batches), sampled."""
+    """Items and user behaviour of each batch on its own (a user's context never spans batches), sampled."""
     from liveloop.model.text import item_texts, user_contexts
 
     items: list[tuple[str, str]] = []
     users: list = []
-    comments: list[str] = []
     for tables in batches:
         items += list(item_texts(tables["items"], tables["streams"]).items())
         users += list(user_contexts(tables["events"], tables["items"]).values())
-        comments += comment_texts(tables["events"])
     n = cfg.embedding_sample
     items = sample_list(items, n, seed)
     return SideTexts(
         item_ids=[i for i, _ in items],
         item_texts=[t for _, t in items],
         user_contexts=sample_list(users, n, seed + 1),
-        comments=sample_list(comments, n, seed + 2),
     )
 
 
-def embed(model, side: SideTexts) -> dict[str, np.ndarray]:
-    """Vectors per text kind; comments go through the user tower in the same "said: ..." form as user contexts."""
-    out = {"items": model.encode_items(side.item_texts), "users": model.encode_users([c.text for c in side.user_contexts])}
-    out["comments"] = model.encode_users([f"said: {c}" for c in side.comments]) if side.comments else np.zeros((0, 1))
-    return out
-
-
-def score_summary(model, side: SideTexts, vecs: dict[str, np.ndarray]) -> pd.DataFrame:
+def score_summary(model, side: SideTexts) -> pd.DataFrame:
     """Per sampled user: the champion's best and mean score over the sampled items of the same side."""
-    scores = model.score(vecs["users"], vecs["items"], side.user_contexts, side.item_ids)
+    user_vecs = model.encode_users([c.text for c in side.user_contexts])
+    scores = model.score(user_vecs, model.encode_items(side.item_texts), side.user_contexts, side.item_ids)
     return pd.DataFrame({"top_score": scores.max(axis=1), "mean_score": scores.mean(axis=1)})
 
 

@@ -26,6 +26,13 @@ def decide(signals: dict, thresholds: DriftThresholds) -> tuple[bool, list[str]]
         limit = thresholds.new_value_share.get(column)
         if limit is not None and share_new >= limit:
             reasons.append(f"{share_new:.1%} of events have a {column} unseen in the reference (policy: >= {limit:.1%})")
+    interest = signals.get("interest") or {}
+    if interest.get("relative_drop") is not None and interest["relative_drop"] >= thresholds.interest_drop:
+        reasons.append(
+            f"returning users moved away from their categories: category match {interest['current']:.3f} vs "
+            f"{interest['reference']:.3f} in the reference, a {interest['relative_drop']:.0%} drop "
+            f"(policy: >= {thresholds.interest_drop:.0%})"
+        )
     for name, info in (signals.get("embeddings") or {}).items():
         limit = thresholds.embedding_auc.get(name)
         if limit is not None and info.get("auc") is not None and info["auc"] >= limit:

@@ -174,7 +174,11 @@ class ItemIndex:
 def _exact_top(vectors: np.ndarray, rows: np.ndarray, user_vec: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     if len(rows) == 0:
         return rows.astype(np.int64), np.zeros(0, dtype=np.float32)
-    scores = vectors @ user_vec.reshape(-1)
+    import torch
+
+    # torch, not numpy: it honours serve.torch_threads, while numpy's OpenBLAS spins 2 threads and was 15x slower
+    # (26 ms vs 1.5 ms for 10k x 128) on a shared 2-core box
+    scores = (torch.from_numpy(vectors) @ torch.from_numpy(np.ascontiguousarray(user_vec.reshape(-1), np.float32))).numpy()
     n = min(n, len(rows))
     part = np.argpartition(-scores, n - 1)[:n] if n < len(rows) else np.arange(len(rows))
     order = part[np.argsort(-scores[part])]

@@ -108,6 +108,10 @@ def build_training_data(batch_dirs: list[Path], accepted_root: Path, model_cfg: 
     for d in batch_dirs:
         if not (Path(d) / "events.parquet").exists():
             raise TrainDataError(f"{d} is not a batch folder (events.parquet missing)")
+        try:
+            batch_day(d)
+        except ValueError as exc:
+            raise TrainDataError(str(exc)) from None
     history = context_batches(batch_dirs, accepted_root, train_cfg.context_days)
     tables = concat_batches([*history, *batch_dirs])
     new_events = concat_batches(batch_dirs)["events"]

@@ -60,7 +60,7 @@ class Objective(nn.Module):
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         users, items = self.net(batch["user_inputs"], batch["item_inputs"])
-        logits = users @ items.T / self.net.temperature
+        logits = (users @ items.T).float() / self.net.temperature
         rows = batch["bonus_rows"]
         bonus = torch.zeros_like(logits).index_put((rows[:, 0], rows[:, 1]), self.net.bonus(batch["bonus_feats"]).float())
         retrieval = sampled_softmax_loss(logits + bonus, batch["item_codes"], batch["weights"], batch["log_q"])
@@ -146,23 +146,29 @@ def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, ou
     if (out_dir / STATE_FILE).exists() and json.loads((out_dir / STATE_FILE).read_text()).get("done"):
         raise TrainError(f"{out_dir} already holds a finished model; give a new out dir (or delete it to retrain)")
     started = time.perf_counter()
-    dist = distributed.setup(tc.device)
+    try:
+        dist = distributed.setup(tc.device)
+    except ModelError as exc:
+        raise TrainError(f"train.device: {exc}") from None
     try:
         # ---- init: resume beats init_from ------------------------------------------------------------------------
         resume = latest_checkpoint(out_dir)
         if resume is not None:
             rec = Recommender.load(resume, device=str(dist.device))
             start_step, init_label, parent = rec.state["step"], rec.state["init_from"], rec.state.get("parent")
+            seen_before = rec.state.get("parent_data_versions", {})
         else:
             source, init_label = resolve_init(init_from, ws)
             torch.manual_seed(seed)
             rec = Recommender.load(source, str(dist.device)) if source else Recommender.from_config(mc, str(dist.device))
             start_step, parent = 0, (str(source) if source else None)
+            seen_before = rec.state.get("all_data_versions", rec.state.get("data_versions", {})) if source else {}
         net = rec.net
 
         # ---- data: new batches + replay ----------------------------------------------------------------------------
         data = build_training_data([Path(d) for d in batch_dirs], ws.accepted, rec.config, tc, seed)
-        replay = load_replay(ws.replay) if tc.replay_ratio > 0 else load_replay(ws.replay).iloc[:0]
+        replay = load_replay(ws.replay)
+        replay = replay if tc.replay_ratio > 0 else replay.iloc[:0]
         if data.examples.empty and replay.empty:
             raise TrainDataError("the batches hold no click/add_to_cart/purchase events with a known item to learn from")
         popularity = pd.concat([data.examples["item_id"], replay["item_id"]]).value_counts(normalize=True)
@@ -247,7 +253,8 @@ def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, ou
                 )
                 steps.set_postfix(loss=f"{losses['loss'].item():.3f}")
                 if (step + 1) % tc.checkpoint_every == 0 and step + 1 < tc.steps:
-                    rec.state = {"step": step + 1, "init_from": init_label, "parent": parent, "done": False}
+                    rec.state = {"step": step + 1, "init_from": init_label, "parent": parent, "done": False,
+                                 "parent_data_versions": seen_before}
                     ckpt = save_checkpoint(rec, optimizer, out_dir, step + 1)
                     _write_log(ckpt / LOG_FILE, log_rows)
             distributed.barrier(dist)
@@ -267,6 +274,7 @@ def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, ou
                 "parent": parent,
                 "resumed_from": start_step if resume is not None else None,
                 "data_versions": versions,
+                "all_data_versions": {**seen_before, **versions},  # the whole lineage: what `liveloop train` skips
                 "seed": seed,
                 "train": tc.model_dump(mode="json"),
                 "metrics": {
