@@ -13,19 +13,11 @@ ONLINE_RETAIL = REPO.parent / "shared" / "data" / "online_retail" / "online_reta
 
 
 def pytest_configure(config):
+    """Same quiet, offline tool environment the project uses, with state in a temp folder instead of the repo."""
+    from liveloop.workspace import Workspace
+
     state = Path(os.environ.get("LIVELOOP_TEST_STATE", "/tmp/liveloop-test-state"))
-    for key, value in {
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-        "HF_HOME": str(state / "hf"),
-        "DO_NOT_TRACK": "1",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DVC_NO_ANALYTICS": "1",
-        "BENTOML_DO_NOT_TRACK": "true",
-        "GX_ANALYTICS_ENABLED": "false",
-        "TOKENIZERS_PARALLELISM": "false",
-    }.items():
+    for key, value in Workspace(root=REPO, state=state).tool_env().items():
         os.environ.setdefault(key, value)
 
 
