@@ -13,7 +13,7 @@ rescoring and reasons. Nothing is served from the user cache.
 Catalogs: 1,000 item texts are encoded for real; larger catalogs tile those vectors with small noise (retrieval cost
 depends on the count, not the content), so building a 100k index takes seconds instead of a CPU-hour.
 
-    .venv/bin/python bench/serve.py --out /tmp/serve_bench.json            # everything (about 10 min on 2 cores)
+    .venv/bin/python bench/serve.py --out /tmp/serve_bench.json            # everything (about 15 min on a shared 2-core box)
     .venv/bin/python bench/serve.py --sizes 1000 --requests 200 --error-requests 0   # a quick look
 """
 

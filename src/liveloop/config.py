@@ -130,15 +130,16 @@ class DriftThresholds(_Section):
     drifted_share: float = Field(0.5, gt=0, le=1)
     column_drift: dict[str, float] = Field(
         default_factory=lambda: {
-            "category": 0.35,
-            "event_type": 0.05,
+            "category": 0.4,
+            "event_type": 0.08,
             "host_id": 0.6,
-            "price": 0.3,
+            "price": 0.45,
             "events_per_user": 0.3,
             "session_minutes": 0.5,
         }
     )
-    new_value_share: dict[str, float] = Field(default_factory=lambda: {"category": 0.05, "host_id": 0.4})
+    new_value_share: dict[str, float] = Field(default_factory=lambda: {"category": 0.05, "host_id": 0.3})
+    repriced_share: float = Field(0.1, gt=0, le=1)
     embedding_auc: dict[str, float] = Field(default_factory=lambda: {"items": 0.9, "users": 0.8, "comments": 0.8})
     interest_drop: float = Field(0.4, gt=0, le=1)
     prediction_drift: float = Field(0.3, gt=0)

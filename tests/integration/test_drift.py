@@ -1,4 +1,4 @@
-"""Real Evidently runs on simulated batches: stable days give no drift, a price shock gives drift naming price;
+"""Real Evidently runs on simulated batches: stable days give no drift, a price shock gives drift naming the repricing;
 the HTML report and the JSON verdict are written; the CLI exits 0 either way and 1 with a clear error on bad input."""
 
 from __future__ import annotations
@@ -29,6 +29,12 @@ def batches(tmp_path_factory) -> dict[str, list[Path]]:
     }
 
 
+@pytest.fixture(scope="module")
+def encoder() -> TextEncoder:
+    """One loaded text encoder for the module's checks (loading it is the slowest part of a check)."""
+    return TextEncoder("all-MiniLM-L6-v2", FAST.embedding_max_length)
+
+
 def _assert_written(verdict: dict, out: Path) -> None:
     assert set(verdict) >= {"drift", "signals", "reasons"}
     assert isinstance(verdict["drift"], bool) and isinstance(verdict["reasons"], list)
@@ -42,41 +48,40 @@ def _assert_written(verdict: dict, out: Path) -> None:
 
 
 @pytest.mark.slow
-def test_stable_days_do_not_drift(batches, tmp_path):
+def test_stable_days_do_not_drift(batches, encoder, tmp_path):
     days = batches["stable"]
-    verdict = check_drift(days[:3], days[3], tmp_path, FAST)
+    verdict = check_drift(days[:3], days[3], tmp_path, FAST, text_encoder=encoder)
     _assert_written(verdict, tmp_path)
     assert verdict["drift"] is False, verdict["reasons"]
     assert verdict["signals"]["new_values"]["category"] == 0.0
 
 
 @pytest.mark.slow
-def test_each_batch_is_encoded_once_then_read_from_the_cache(batches, tmp_path):
+def test_each_batch_is_encoded_once_then_read_from_the_cache(batches, encoder, tmp_path):
     days = batches["stable"]
     cache = tmp_path / "cache"
-    encoder = TextEncoder("all-MiniLM-L6-v2", FAST.embedding_max_length)
     first = check_drift(days[:2], days[2], tmp_path / "a", FAST, cache_dir=cache, text_encoder=encoder)
     assert len(list(cache.glob("*.safetensors"))) == 3
-    assert "0/2 reference batch(es) read from cache" in first["notes"]
+    assert "embeddings: 0/2 reference batch(es) read from cache" in first["notes"]
     # the next day: its window holds batches encoded before, so only the new batch is encoded
     second = check_drift(days[1:3], days[3], tmp_path / "b", FAST, cache_dir=cache, text_encoder=encoder)
-    assert "2/2 reference batch(es) read from cache" in second["notes"]
+    assert "embeddings: 2/2 reference batch(es) read from cache" in second["notes"]
     assert len(list(cache.glob("*.safetensors"))) == 4
     # a different setting is a different key: nothing stale is served
     other = FAST.model_copy(update={"embedding_sample": 30})
     third = check_drift(days[1:3], days[3], tmp_path / "c", other, cache_dir=cache, text_encoder=encoder)
-    assert "0/2 reference batch(es) read from cache" in third["notes"]
+    assert "embeddings: 0/2 reference batch(es) read from cache" in third["notes"]
     assert third["signals"]["embeddings"]["comments"]["n_current"] == 30
 
 
 @pytest.mark.slow
-def test_price_shock_drifts_and_names_price(batches, tmp_path):
+def test_price_shock_drifts_and_names_the_repricing(batches, encoder, tmp_path):
     days = batches["price-shock"]
-    verdict = check_drift(days[:3], days[3], tmp_path, FAST)
+    verdict = check_drift(days[:3], days[3], tmp_path, FAST, text_encoder=encoder)
     _assert_written(verdict, tmp_path)
     assert verdict["drift"] is True
-    assert any(r.startswith("price drifted") for r in verdict["reasons"]), verdict["reasons"]
-    assert verdict["signals"]["tabular"]["columns"]["price"]["drift"] is True
+    assert any("repriced since the reference" in r for r in verdict["reasons"]), verdict["reasons"]
+    assert verdict["signals"]["repriced_share"] > 0.1
 
 
 def _cli(params_file: Path, args: list[str]):

@@ -23,7 +23,7 @@ from liveloop.data.batches import write_batch
 from liveloop.model import Recommender, UserContext
 from liveloop.training import TrainError, train
 from liveloop.training.checkpoint import latest_checkpoint
-from liveloop.training.examples import HistoryIndex, build_training_data
+from liveloop.training.examples import build_training_data
 from liveloop.training.losses import ctr_loss, sampled_softmax_loss
 from liveloop.training.replay import load_replay
 from liveloop.workspace import Workspace
@@ -157,7 +157,15 @@ def test_history_index_counts_strictly_before(tmp_path, tiny_encoder):
     assert count[0] == len(earlier)
     if len(earlier):
         assert days[0] == pytest.approx((row.ts - earlier.ts.max()) / pd.Timedelta(days=1), abs=1e-4)
-    assert isinstance(HistoryIndex, type)
+    # replay snapshot: the user's most recent distinct past items with counts and recency, as of the example's time
+    snap = json.loads(data.index.snapshot(row.user_id, row.ts, max_items=2))
+    before = pos[(pos.user_id == row.user_id) & (pos.ts < row.ts)]
+    newest = before.sort_values("ts").drop_duplicates("item_id", keep="last").tail(2)
+    assert set(snap) == set(newest.item_id)
+    for item, (count, days) in snap.items():
+        assert count == (before.item_id == item).sum()
+        assert days == pytest.approx((row.ts - before[before.item_id == item].ts.max()) / pd.Timedelta(days=1), abs=1e-6)
+    assert json.loads(data.index.snapshot("nobody", row.ts, 5)) == {}
 
 
 def test_bad_training_inputs_fail_clearly(tmp_path, tiny_encoder):

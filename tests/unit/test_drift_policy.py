@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from liveloop.config import ConfigError, DriftThresholds, load_config
-from liveloop.monitoring.frames import event_frame, interest_match, new_value_share, user_frame
+from liveloop.monitoring.frames import event_frame, interest_match, new_value_share, repriced_share, user_frame
 from liveloop.monitoring.policy import decide
 
 
@@ -31,10 +31,10 @@ def test_quiet_signals_give_no_drift_and_no_reasons():
 
 
 def test_column_over_its_threshold_is_drift_with_the_column_and_number_named():
-    columns = {"price": {"score": 0.4321, "method": "wasserstein", "threshold": 0.1, "drift": True}}
-    drift, reasons = decide(_signals(tabular={"drifted_share": 0.17, "columns": columns}), DriftThresholds())
+    columns = {"price": {"score": 0.4621, "method": "wasserstein", "threshold": 0.1, "drift": True}}
+    drift, reasons = decide(_signals(tabular={"drifted_share": 0.17, "columns": columns}), DriftThresholds(column_drift={"price": 0.45}))
     assert drift
-    assert reasons == ["price drifted: wasserstein distance 0.432 >= 0.3"]
+    assert reasons == ["price drifted: wasserstein distance 0.462 >= 0.45"]
 
 
 def test_threshold_comes_from_the_policy_not_from_the_signal():
@@ -103,6 +103,7 @@ def test_event_frame_joins_category_price_and_host():
         "event_type": ["click", "purchase"],
         "host_id": ["h7", "(no room)"],
         "user_id": ["u1", "u2"],
+        "item_id": ["i2", "i1"],
     }
 
 
@@ -127,3 +128,13 @@ def test_interest_drop_gives_a_reason_with_both_values():
         "a 80% drop (policy: >= 40%)"
     ]
     assert decide(_signals(interest={**interest, "relative_drop": 0.39}), DriftThresholds(interest_drop=0.4)) == (False, [])
+
+
+def test_repriced_share_compares_each_item_with_its_own_reference_price():
+    reference = pd.DataFrame({"item_id": ["a", "b", "c"], "price": [10.0, 20.0, 30.0]})
+    # a +5% (within tolerance), b doubled, c unchanged, d unknown to the reference (not judged)
+    current = pd.DataFrame({"item_id": ["a", "b", "b", "c", "d"], "price": [10.5, 40.0, 40.0, 30.0, 99.0]})
+    assert repriced_share(reference, current) == 0.5
+    assert repriced_share(reference, current[current["item_id"] == "d"]) == 0.0
+    drift, reasons = decide({"repriced_share": 0.5}, DriftThresholds(repriced_share=0.1))
+    assert drift and reasons == ["50.0% of events are on items repriced since the reference (policy: >= 10.0%)"]

@@ -99,7 +99,8 @@ def _tabular(reference: list[dict], current: dict, cfg: DriftConfig) -> tuple[di
             ref_events["host_id"], cur_events.loc[cur_events["host_id"] != frames.NOT_IN_ROOM, "host_id"]
         ),
     }
-    signals = {"tabular": {"drifted_share": share, "columns": columns}, "new_values": new_values}
+    signals = {"tabular": {"drifted_share": share, "columns": columns}, "new_values": new_values,
+               "repriced_share": frames.repriced_share(ref_events, cur_events)}
     notes = []
     interest = _interest(ref_frames, cur_events)
     if interest is None:
@@ -167,6 +168,9 @@ def _signal_table(signals: dict, cfg: DriftConfig) -> list[list[str]]:
     for col, share in signals["new_values"].items():
         limit = t.new_value_share.get(col)
         rows.append([f"events with a new {col}", f"{share:.3f}", str(limit), str(limit is not None and share >= limit)])
+    if "repriced_share" in signals:
+        rows.append(["events on repriced items", f"{signals['repriced_share']:.3f}", f"{t.repriced_share:g}",
+                     str(signals["repriced_share"] >= t.repriced_share)])
     interest = signals.get("interest")
     if interest is not None:
         drop = interest["relative_drop"]

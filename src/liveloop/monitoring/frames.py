@@ -15,11 +15,13 @@ EVENT_COLUMNS: tuple[str, ...] = ("category", "price", "event_type", "host_id")
 USER_COLUMNS: tuple[str, ...] = ("events_per_user", "session_minutes")
 NUMERIC_COLUMNS: frozenset[str] = frozenset({"price", "events_per_user", "session_minutes"})
 NOT_IN_ROOM = "(no room)"
+REPRICE_TOLERANCE = 0.1  # a catalogue price that moved by more than 10% counts as repriced
 
 
 def event_frame(tables: Tables) -> pd.DataFrame:
     """One row per event: the item's category and catalogue price, the event type, the host of the room it happened in,
-    and the user (not monitored as a column; it links events to the user's history for `interest_match`)."""
+    and the user and item (not monitored as columns; they link events to the history for `interest_match` and
+    `repriced_share`)."""
     events, items, streams = tables["events"], tables["items"], tables["streams"]
     item_info = items.drop_duplicates("item_id", keep="last").set_index("item_id")
     hosts = streams.drop_duplicates("stream_id", keep="last").set_index("stream_id")["host_id"]
@@ -31,8 +33,21 @@ def event_frame(tables: Tables) -> pd.DataFrame:
             "event_type": events["event_type"].astype(str).to_numpy(),
             "host_id": events["stream_id"].map(hosts).fillna(NOT_IN_ROOM).astype(str).to_numpy(),
             "user_id": events["user_id"].astype(str).to_numpy(),
+            "item_id": item_ids.to_numpy(),
         }
     )
+
+
+def repriced_share(reference: pd.DataFrame, current: pd.DataFrame) -> float:
+    """Share of current events (on items also in the reference) whose item's catalogue price moved by more than
+    REPRICE_TOLERANCE from its latest reference price. Item by item, so it is blind to the category mix of the day,
+    which moves the overall price distribution on stable days too. Both frames are `event_frame`s."""
+    before = reference.dropna(subset=["price"]).drop_duplicates("item_id", keep="last").set_index("item_id")["price"]
+    known = current[current["item_id"].isin(before.index) & current["price"].notna()]
+    if known.empty:
+        return 0.0
+    ratio = known["price"].to_numpy() / before.reindex(known["item_id"]).to_numpy()
+    return float((np.abs(ratio - 1.0) > REPRICE_TOLERANCE).mean())
 
 
 def interest_match(history: pd.DataFrame, current: pd.DataFrame) -> np.ndarray:

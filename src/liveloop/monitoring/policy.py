@@ -26,6 +26,10 @@ def decide(signals: dict, thresholds: DriftThresholds) -> tuple[bool, list[str]]
         limit = thresholds.new_value_share.get(column)
         if limit is not None and share_new >= limit:
             reasons.append(f"{share_new:.1%} of events have a {column} unseen in the reference (policy: >= {limit:.1%})")
+    repriced = signals.get("repriced_share")
+    if repriced is not None and repriced >= thresholds.repriced_share:
+        reasons.append(f"{repriced:.1%} of events are on items repriced since the reference "
+                       f"(policy: >= {thresholds.repriced_share:.1%})")
     interest = signals.get("interest") or {}
     if interest.get("relative_drop") is not None and interest["relative_drop"] >= thresholds.interest_drop:
         reasons.append(

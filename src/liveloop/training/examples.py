@@ -46,6 +46,7 @@ class HistoryIndex:
         self._keys = (pair * self._span + days)[order]
         self._days = days[order]
         self._behaviour = pos
+        self._by_user: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
 
     def lookup(self, user_ids, times, item_ids) -> tuple[np.ndarray, np.ndarray]:
         """(count, days since last) of positives strictly before each time; count 0 where there were none."""
@@ -62,10 +63,21 @@ class HistoryIndex:
 
     def snapshot(self, user_id: str, time: pd.Timestamp, max_items: int) -> str:
         """JSON {item: [count, days since last]} of the user's `max_items` most recent past items (stored in replay)."""
-        pos = self._behaviour
-        mine = pos[(pos["user_id"] == user_id) & (pos["ts"] < time)]
-        stats = mine.groupby("item_id")["ts"].agg(["size", "max"]).sort_values("max").tail(max_items)
-        return json.dumps({k: [float(c), float((time - m) / DAY)] for k, c, m in zip(stats.index, stats["size"], stats["max"])})
+        if self._by_user is None:  # built on first use: only runs that update the replay need it
+            pos = self._behaviour
+            self._by_user = {
+                u: (g["ts"].to_numpy(), g["item_id"].to_numpy()) for u, g in pos.groupby("user_id", sort=False)
+            }
+        times, items = self._by_user.get(user_id, (np.array([], dtype="datetime64[ns]"), np.array([], dtype=object)))
+        cut = np.searchsorted(times, np.datetime64(pd.Timestamp(time)), side="left")
+        newest_first = items[:cut][::-1].astype(str)
+        if not len(newest_first):
+            return "{}"
+        keys, first, counts = np.unique(newest_first, return_index=True, return_counts=True)
+        keep = np.argsort(first, kind="stable")[:max_items]
+        last_ts = times[:cut][::-1][first[keep]]
+        days = (np.datetime64(pd.Timestamp(time)) - last_ts) / np.timedelta64(1, "D")
+        return json.dumps({str(keys[k]): [float(counts[k]), float(d)] for k, d in zip(keep, days)})
 
 
 def batch_contexts(rows: pd.DataFrame, item_ids: list[str], index: HistoryIndex) -> list[UserContext]:
