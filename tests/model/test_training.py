@@ -298,8 +298,13 @@ def test_torchrun_ddp_two_cpu_processes(tmp_path, tiny_encoder):
     cmd = [str(REPO / ".venv" / "bin" / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "liveloop.cli", "train"]
     cmd += ["-p", str(params), "--init-from", "scratch", "--out", str(out)] + [a for b in batches for a in ("--batch", str(b))]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun's workers too, so a hang leaves nothing behind
+        _, stderr = proc.communicate()
+    assert proc.returncode == 0, stderr[-3000:]
     state = json.loads((out / "state.json").read_text())
     assert state["metrics"]["samples"] == 3 * 8 * 2  # both ranks' samples counted
     assert pd.read_csv(out / "train_log.csv").step.tolist() == [1, 2, 3]  # rank 0 alone logged
