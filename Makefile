@@ -39,19 +39,22 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)
+$(STATE):
+	@mkdir -p $(PREFECT_HOME) $(BENTOML_HOME) $(HF_HOME)
+
+run: $(STAMP) | $(STATE)
 	$(BIN)/python -m flows.replay_timeline
 
-test: $(STAMP)
+test: $(STAMP) | $(STATE)
 	$(BIN)/python -m pytest -m "not gpu" $(PYTEST_ARGS)
 
-ui: $(STAMP)
+ui: $(STAMP) | $(STATE)
 	$(BIN)/python -m flows.serve --port 4200
 
-repro: $(STAMP)
+repro: $(STAMP) | $(STATE)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
 
-serve: $(STAMP)
+serve: $(STAMP) | $(STATE)
 	$(BIN)/liveloop package
 	$(BIN)/bentoml serve liveloop.serving.service:LiveRecommender --host 127.0.0.1 --port $(PORT)
 

@@ -111,6 +111,8 @@ class Workspace:
         """Export tool_env() for this process and its children; existing values win so users can override."""
         for key, value in self.tool_env().items():
             os.environ.setdefault(key, value)
+        for home in ("PREFECT_HOME", "BENTOML_HOME", "HF_HOME"):  # sqlite and the model store need the folder
+            Path(os.environ[home]).mkdir(parents=True, exist_ok=True)
 
 
 def open_workspace(params_path: str | Path = "params.yaml"):
