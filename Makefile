@@ -21,7 +21,7 @@ export BENTOML_DO_NOT_TRACK := true
 export GX_ANALYTICS_ENABLED := false
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test ui serve repro clean-state help
+.PHONY: install state run test ui serve repro clean-state help
 
 help:
 	@echo "make run    - the whole loop on the embedded simulator (simulate -> validate -> version -> drift -> train -> evaluate -> promote -> package)"
@@ -39,22 +39,22 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-$(STATE):
+state:
 	@mkdir -p $(PREFECT_HOME) $(BENTOML_HOME) $(HF_HOME)
 
-run: $(STAMP) | $(STATE)
+run: $(STAMP) state
 	$(BIN)/python -m flows.replay_timeline
 
-test: $(STAMP) | $(STATE)
+test: $(STAMP) state
 	$(BIN)/python -m pytest -m "not gpu" $(PYTEST_ARGS)
 
-ui: $(STAMP) | $(STATE)
+ui: $(STAMP) state
 	$(BIN)/python -m flows.serve --port 4200
 
-repro: $(STAMP) | $(STATE)
+repro: $(STAMP) state
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
 
-serve: $(STAMP) | $(STATE)
+serve: $(STAMP) state
 	$(BIN)/liveloop package
 	$(BIN)/bentoml serve liveloop.serving.service:LiveRecommender --host 127.0.0.1 --port $(PORT)
 
