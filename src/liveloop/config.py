@@ -95,6 +95,7 @@ class ModelConfig(_Section):
     history_items: int = Field(64, ge=1, le=10_000)
     lora_rank: int = Field(0, ge=0, le=256)
     lora_alpha: float = Field(16.0, gt=0)
+    popularity_days: int = Field(30, ge=1, le=3650)
 
 
 class TrainConfig(_Section):
@@ -122,6 +123,11 @@ class TrainConfig(_Section):
     context_days: int = Field(30, ge=0)
     checkpoint_every: int = Field(10, ge=1)
     device: str = "auto"
+    head_steps: int = Field(300, ge=0)
+    head_examples: int = Field(4000, ge=1)
+    head_batch_size: int = Field(256, ge=1)
+    head_validation: float = Field(0.1, ge=0, lt=1)
+    head_eval_every: int = Field(25, ge=1)
 
 
 class DriftThresholds(_Section):

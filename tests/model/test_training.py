@@ -309,3 +309,81 @@ def test_torchrun_ddp_two_cpu_processes(tmp_path, tiny_encoder):
     assert state["metrics"]["samples"] == 3 * 8 * 2  # both ranks' samples counted
     assert pd.read_csv(out / "train_log.csv").step.tolist() == [1, 2, 3]  # rank 0 alone logged
     Recommender.load(out, "cpu")
+
+
+# ---- stage 2: score heads on cached encoder states ----------------------------------------------------------------
+def test_popularity_table_counts_whole_days_before():
+    from liveloop.training.heads import popularity_table, recent_popularity
+
+    ts = pd.to_datetime(["2026-01-01 10:00", "2026-01-01 11:00", "2026-01-02 09:00", "2026-01-04 12:00"])
+    pos = pd.DataFrame({"user_id": ["u"] * 4, "item_id": ["a", "a", "b", "a"], "ts": ts})
+    table, base = popularity_table(pos, {"a": 0, "b": 1, "c": 2}, window_days=2)
+    assert base == pd.Timestamp("2026-01-01")
+    # row k = the 2 whole days before day k; the last row is "after the last day"
+    np.testing.assert_array_equal(table, [[0, 0, 0], [2, 0, 0], [2, 1, 0], [0, 1, 0], [1, 0, 0]])
+    assert recent_popularity(pos, window_days=2) == {"a": 1.0}
+    assert recent_popularity(pos, window_days=10) == {"a": 3.0, "b": 1.0}
+
+
+def test_past_item_features_match_the_history_index(tmp_path, tiny_encoder):
+    from liveloop.training.heads import past_item_features
+
+    cfg = load_config(tiny_params(tmp_path, tiny_encoder))
+    batches = make_batches(tmp_path / "data" / "accepted")
+    data = build_training_data(batches, tmp_path / "data" / "accepted", cfg.model, cfg.train, cfg.seed)
+    ex = data.examples.iloc[::7]
+    col = {item: j for j, item in enumerate(data.item_texts)}
+    rows, cols, feats = past_item_features(data.index.positives, ex["user_id"].to_numpy(), ex["ts"], col)
+    items = list(data.item_texts)
+    for r in range(len(ex)):
+        count, days = data.index.lookup([ex.user_id.iloc[r]] * len(items), [ex.ts.iloc[r]] * len(items), items)
+        mine = rows == r
+        assert sorted(cols[mine]) == [j for j in range(len(items)) if count[j] > 0]
+        for j, f in zip(cols[mine], feats[mine]):
+            assert f[0] == pytest.approx(np.log1p(count[j])) and f[1] == pytest.approx(np.log1p(days[j]), abs=1e-4)
+
+
+def test_stage_two_lowers_held_out_loss_and_keeps_its_best_step(tmp_path, tiny_encoder):
+    from liveloop.training.heads import fit_score_heads
+
+    cfg = load_config(tiny_params(tmp_path, tiny_encoder, head_steps=60, head_eval_every=10, head_validation=0.25))
+    batches = make_batches(tmp_path / "data" / "accepted", users=24)
+    data = build_training_data(batches, tmp_path / "data" / "accepted", cfg.model, cfg.train, cfg.seed)
+    rec = Recommender.from_config(cfg.model, device="cpu", seed=0)
+    fit = fit_score_heads(rec, data, cfg.train, cfg.model.popularity_days, cfg.seed)
+    assert fit.examples == len(data.examples) and fit.validation_examples == int(len(data.examples) * 0.25)
+    assert fit.validation_loss_after < fit.validation_loss_before and 0 < fit.best_step <= 60
+    assert fit.best_step % 10 == 0  # only checked steps can be kept
+
+
+def test_train_records_popularity_and_score_weights(tmp_path, tiny_encoder):
+    cfg = load_config(tiny_params(tmp_path, tiny_encoder, head_steps=20, head_eval_every=5, replay_size=0))
+    ws = Workspace.from_config(cfg)
+    batches = make_batches(ws.accepted)
+    train(cfg, ws, batches, "scratch", tmp_path / "m")
+    rec = Recommender.load(tmp_path / "m", "cpu")
+    ev = pd.concat([pd.read_parquet(b / "events.parquet") for b in batches])
+    pos = ev[ev.event_type.isin(["click", "purchase"])]
+    assert rec.item_popularity == {k: float(v) for k, v in pos.item_id.value_counts().items()}
+    metrics = json.loads((tmp_path / "m" / "state.json").read_text())["metrics"]
+    assert metrics["score_heads"]["steps"] == 20
+    assert metrics["score_weights"]["text_scale"] == pytest.approx(rec.net.text_scale.item())
+
+
+def test_vectorised_reservoir_matches_one_at_a_time_algorithm_r():
+    from liveloop.training.replay import reservoir_slots
+
+    for size, seen, n_new, capacity in [(0, 0, 50, 20), (20, 35, 400, 20), (5, 5, 3, 20), (0, 0, 0, 5)]:
+        fast = reservoir_slots(size, seen, n_new, capacity, np.random.default_rng(1))
+        # the sequential reference, drawing the same uniforms in the same order
+        rng, slow, s, n_seen = np.random.default_rng(1), {}, size, seen
+        fill = max(0, min(capacity - size, n_new))
+        draws = rng.integers(0, seen + np.arange(fill, n_new) + 1) if n_new > fill else []
+        for row in range(n_new):
+            n_seen += 1
+            if s < capacity:
+                slow[s] = row
+                s += 1
+            elif draws[row - fill] < capacity:
+                slow[int(draws[row - fill])] = row
+        assert fast == slow

@@ -1,12 +1,14 @@
 """`liveloop benchmark`: the Online Retail protocol on any imported dataset, in one call.
 
-Cut the batches at a time quantile, fine-tune a fresh model on everything before the cut with the current params,
-then score it and every baseline on returning users' first wanted item after the cut, over all items. Training runs
-in a private scratch workspace, so the benchmark neither reads nor grows the project's replay reservoir.
+Cut the batches at a time quantile, fine-tune a fresh model on everything before the cut with the current params
+(stage 1: `evaluate.benchmark_steps` encoder steps; stage 2: heads + score weights on cached states), then score it
+and every baseline on returning users' first wanted item after the cut, over all items. Training runs in a private
+scratch workspace, so the benchmark neither reads nor grows the project's replay reservoir.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import time
@@ -78,8 +80,10 @@ def run_benchmark(cfg, ws: Workspace, data_dir, out_json) -> dict:
     timings["evaluate"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - started
     result["setup"].update(data_dir=str(data_dir), batches=len(batches), model_dir=str(model_dir))
+    metrics = json.loads((model_dir / "state.json").read_text()).get("metrics", {})
     result["train"] = {"steps": trained.steps, "samples": trained.samples, "final_loss": trained.final_loss,
-                       "batch_size": cfg.train.batch_size}
+                       "batch_size": cfg.train.batch_size, "score_heads": metrics.get("score_heads"),
+                       "score_weights": metrics.get("score_weights")}
     result["seconds"] = {k: round(v, 1) for k, v in timings.items()}
     write_outputs(result, out_json, out_json.with_suffix(".md"), title=f"Benchmark on {data_dir.name}")
     return result

@@ -1,9 +1,16 @@
 """Two-tower transformer recommender: one shared text encoder (mean pooling), separate user/item projection heads,
-retrieval score = cosine / temperature + a learned repeat bonus, and a CTR head over the two vectors.
+a CTR head over the two vectors, and a retrieval score that is a learned combination of three signals:
+
+    score = text_scale * cosine / temperature + popularity_weight * log1p(recent item popularity) + repeat bonus
+
+The repeat bonus (log1p count, log1p days since last) and the popularity prior are what the strong ID baselines rank
+by; they are added back explicitly because the in-batch logQ correction removes popularity from the text score. The
+priors rank like "own items by recency, then popular items" before any training, so an untrained model is already a
+repeat/popularity baseline and the text score starts as a tie-breaker; training then learns the weights.
 
 A model dir is self-contained: model.safetensors (all weights), config.json (the ModelConfig), state.json (step, data
-versions, parent, metrics) and encoder/ (the encoder's HF config and tokenizer, no weights), so serving never needs
-the original encoder files or the network.
+versions, parent, metrics), popularity.json (recent positives per item when the model was trained) and encoder/ (the
+encoder's HF config and tokenizer, no weights), so serving never needs the original encoder files or the network.
 """
 
 from __future__ import annotations
@@ -25,11 +32,17 @@ BUILTIN_ENCODER = "all-MiniLM-L6-v2"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 STATE_FILE = "state.json"
+POPULARITY_FILE = "popularity.json"
 ENCODER_DIR = "encoder"
 N_REPEAT_FEATURES = 2  # log1p(count), log1p(days since last)
 CTR_HIDDEN = 64
 BONUS_HIDDEN = 16
-BONUS_PRIOR = 0.1
+# Priors (logit units): a past item starts ~12 logits ahead, more for frequent and less for old ones, which outweighs
+# the text (0.25 * cosine / temperature spans ~3 logits) and popularity (log1p of up to a few thousand positives).
+TEXT_SCALE_PRIOR = 0.25
+POPULARITY_PRIOR = 1.0
+REPEAT_PRIOR_BIAS = 12.0
+REPEAT_PRIOR_WEIGHTS = (0.5, -1.0)  # per log1p(count), per log1p(days since last)
 SCORE_CHUNK_FLOATS = 1 << 25  # bound [users, items, dim] temporaries to ~128 MB
 
 
@@ -126,15 +139,21 @@ class TwoTower(nn.Module):
         self.item_head = nn.Linear(hidden, cfg.dim)
         # Same start for both heads: an untrained model then ranks by the encoder's own text similarity.
         self.item_head.load_state_dict(self.user_head.state_dict())
+        self.ctr_head = nn.Sequential(nn.Linear(cfg.dim + 1, CTR_HIDDEN), nn.ReLU(), nn.Linear(CTR_HIDDEN, 1))
+        self.temperature = cfg.temperature
+        # Score combination, initialised to the priors above; the MLP is a residual on the linear repeat bonus that
+        # starts at zero, so training can bend the count/recency curve without losing the prior's ranking.
+        self.text_scale = nn.Parameter(torch.tensor(TEXT_SCALE_PRIOR))
+        self.popularity_weight = nn.Parameter(torch.tensor(POPULARITY_PRIOR))
+        self.repeat_linear = nn.Linear(N_REPEAT_FEATURES, 1)
+        with torch.no_grad():
+            self.repeat_linear.weight.copy_(torch.tensor([REPEAT_PRIOR_WEIGHTS]))
+            self.repeat_linear.bias.fill_(REPEAT_PRIOR_BIAS)
         self.repeat_bonus = nn.Sequential(
             nn.Linear(N_REPEAT_FEATURES, BONUS_HIDDEN), nn.Tanh(), nn.Linear(BONUS_HIDDEN, 1)
         )
-        self.ctr_head = nn.Sequential(nn.Linear(cfg.dim + 1, CTR_HIDDEN), nn.ReLU(), nn.Linear(CTR_HIDDEN, 1))
-        self.temperature = cfg.temperature
-        # Prior before any training: a past item starts BONUS_PRIOR cosine units ahead (repeats are common); the MLP
-        # then learns how that depends on count and recency. Output is in cosine units, scaled like the dot product.
         nn.init.zeros_(self.repeat_bonus[-1].weight)
-        nn.init.constant_(self.repeat_bonus[-1].bias, BONUS_PRIOR)
+        nn.init.zeros_(self.repeat_bonus[-1].bias)
 
     def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Mean of the last hidden states over real tokens (sentence-transformers pooling)."""
@@ -142,17 +161,25 @@ class TwoTower(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-6)
 
-    def encode(self, tower: str, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def project(self, tower: str, pooled: torch.Tensor) -> torch.Tensor:
+        """Unit vectors from pooled encoder states (the heads alone: cheap, trainable on cached pooled states)."""
         head = self.user_head if tower == "user" else self.item_head
-        return nn.functional.normalize(head(self.pooled(input_ids, attention_mask)).float(), dim=-1)
+        return nn.functional.normalize(head(pooled).float(), dim=-1)
+
+    def encode(self, tower: str, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.project(tower, self.pooled(input_ids, attention_mask))
+
+    def text_logits(self, user_vecs: torch.Tensor, item_vecs: torch.Tensor) -> torch.Tensor:
+        """[u, n] text part of the score: learned scale * cosine / temperature."""
+        return self.text_scale * (user_vecs @ item_vecs.T) / self.temperature
 
     def forward(self, user_inputs: dict, item_inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(user vectors, item vectors); the one entry point DDP wraps."""
         return self.encode("user", **user_inputs), self.encode("item", **item_inputs)
 
     def bonus(self, feats: torch.Tensor) -> torch.Tensor:
-        """Logit bonus for (user, past item) pairs from [.., 2] repeat features, on the retrieval-logit scale."""
-        return self.repeat_bonus(feats).squeeze(-1) / self.temperature
+        """Logit bonus for (user, past item) pairs from [.., 2] repeat features: linear prior + learned residual."""
+        return (self.repeat_linear(feats) + self.repeat_bonus(feats)).squeeze(-1)
 
     def ctr_logits(self, user_vecs: torch.Tensor, item_vecs: torch.Tensor) -> torch.Tensor:
         """Pairwise logits [u, n] from the elementwise product and the cosine of each (user, item) pair."""
@@ -169,12 +196,14 @@ class TwoTower(nn.Module):
 class Recommender:
     """Inference API over a TwoTower: encode texts, score users against items, predict CTR, save/load a model dir."""
 
-    def __init__(self, net: TwoTower, tokenizer, config: ModelConfig, device: torch.device, state: dict | None = None):
-        self.net = net.to(device)
+    def __init__(self, net: TwoTower, tokenizer, config: ModelConfig, device: torch.device, state: dict | None = None,
+                 item_popularity: dict[str, float] | None = None):
+        self.net = net.to(device).eval()  # inference mode once here; training switches it explicitly
         self.tokenizer = tokenizer
         self.config = config
         self.device = device
         self.state = state or {}
+        self.item_popularity = item_popularity or {}  # item_id -> positives in the last model.popularity_days
 
     # construction -----------------------------------------------------------------------------------------------
     @classmethod
@@ -206,7 +235,8 @@ class Recommender:
         if missing or unexpected:
             raise ModelError(f"{d / WEIGHTS_FILE} does not match config.json: missing {missing[:3]}, unexpected {unexpected[:3]}")
         state = json.loads((d / STATE_FILE).read_text()) if (d / STATE_FILE).exists() else {}
-        return cls(net, tokenizer, cfg, pick_device(device), state)
+        popularity = json.loads((d / POPULARITY_FILE).read_text()) if (d / POPULARITY_FILE).exists() else {}
+        return cls(net, tokenizer, cfg, pick_device(device), state, popularity)
 
     def save(self, model_dir: str | Path) -> None:
         """Write model.safetensors, config.json, state.json and encoder/ (HF config + tokenizer)."""
@@ -218,6 +248,7 @@ class Recommender:
         save_file(weights, str(d / WEIGHTS_FILE))
         (d / CONFIG_FILE).write_text(json.dumps(self.config.model_dump(mode="json"), indent=2))
         (d / STATE_FILE).write_text(json.dumps(self.state, indent=2, default=str))
+        (d / POPULARITY_FILE).write_text(json.dumps(self.item_popularity))
         base = self.net.encoder.get_base_model() if hasattr(self.net.encoder, "get_base_model") else self.net.encoder
         base.config.save_pretrained(d / ENCODER_DIR)
         self.tokenizer.save_pretrained(d / ENCODER_DIR)
@@ -230,25 +261,36 @@ class Recommender:
         return {"input_ids": batch["input_ids"].to(self.device), "attention_mask": batch["attention_mask"].to(self.device)}
 
     @torch.inference_mode()
-    def _encode(self, tower: str, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
+    def pooled_states(self, texts: list[str], batch_size: int = 128, progress: str | None = None) -> torch.Tensor:
+        """[n, hidden] mean-pooled encoder states (before the heads), in the caller's order.
+
+        Each distinct text is encoded once, in batches of similar length (little padding); `progress` names a bar.
+        """
         if batch_size < 1:
             raise ModelError(f"batch_size must be >= 1, got {batch_size}")
         if not all(isinstance(t, str) for t in texts):
             raise ModelError("texts must be a list of strings")
-        self.net.eval()
-        out = np.zeros((len(texts), self.config.dim), dtype=np.float32)
-        # Sorting by length keeps padding small; results go back to the caller's order.
-        order = np.argsort([len(t) for t in texts], kind="stable")
-        starts = range(0, len(texts), batch_size)
+        distinct, back = np.unique(np.asarray(texts, dtype=object), return_inverse=True) if texts else ([], [])
+        hidden = self.net.encoder.config.hidden_size
+        out = torch.zeros((len(distinct), hidden), dtype=torch.float32)
+        order = np.argsort([len(t) for t in distinct], kind="stable")
+        starts = range(0, len(distinct), batch_size)
         if progress:
             from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc=f"encoding {tower}s", unit="batch")
+            starts = tqdm(starts, desc=progress, unit="batch")
         for start in starts:
             idx = order[start : start + batch_size]
-            vecs = self.net.encode(tower, **self.tokenize([texts[i] for i in idx]))
-            out[idx] = vecs.float().cpu().numpy()
-        return out
+            pooled = self.net.pooled(**self.tokenize([distinct[i] for i in idx]))
+            out[torch.from_numpy(idx)] = pooled.float().cpu()
+        return out[torch.as_tensor(np.asarray(back, dtype=np.int64))]
+
+    @torch.inference_mode()
+    def _encode(self, tower: str, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
+        pooled = self.pooled_states(texts, batch_size, f"encoding {tower}s" if progress else None)
+        if not len(pooled):
+            return np.zeros((0, self.config.dim), dtype=np.float32)
+        return self.net.project(tower, pooled.to(self.device)).cpu().numpy().astype(np.float32)
 
     def encode_items(self, texts: list[str], batch_size: int = 128, progress: bool = False) -> np.ndarray:
         """[n, d] float32 unit vectors from the item tower."""
@@ -266,6 +308,10 @@ class Recommender:
             raise ModelError(f"expected user_vecs [u, {d}] and item_vecs [n, {d}], got {u.shape} and {v.shape}")
         return torch.from_numpy(u), torch.from_numpy(v)
 
+    def popularity_features(self, item_ids: list[str]) -> np.ndarray:
+        """[n] log1p(recent positives) per item as of training time; 0 for items the model never saw."""
+        return np.log1p(np.array([self.item_popularity.get(str(i), 0.0) for i in item_ids], dtype=np.float32))
+
     @torch.inference_mode()
     def score(
         self,
@@ -274,27 +320,32 @@ class Recommender:
         contexts: list[UserContext] | None = None,
         item_ids: list[str] | None = None,
     ) -> np.ndarray:
-        """[u, n] retrieval scores (dot / temperature) plus the learned repeat bonus for items in each user's history."""
+        """[u, n] retrieval scores: the text score, plus the popularity prior when item_ids are given, plus the
+        repeat bonus for items in each user's history when contexts are given too."""
         u, v = self._check_vecs(user_vecs, item_vecs)
-        scores = (u @ v.T) / self.net.temperature
-        if contexts is not None:
-            if item_ids is None or len(item_ids) != v.shape[0] or len(contexts) != u.shape[0]:
-                raise ModelError(
-                    f"contexts need one entry per user ({u.shape[0]}, got {len(contexts)}) and item_ids one per item "
-                    f"({v.shape[0]}, got {None if item_ids is None else len(item_ids)})"
-                )
-            rows, feats = repeat_features(contexts, [str(i) for i in item_ids])
-            if len(rows):
-                self.net.eval()
-                bonus = self.net.bonus(torch.from_numpy(feats).to(self.device)).float().cpu()
-                scores[rows[:, 0], rows[:, 1]] += bonus
+        if item_ids is not None and len(item_ids) != v.shape[0]:
+            raise ModelError(f"item_ids need one entry per item ({v.shape[0]}), got {len(item_ids)}")
+        if contexts is not None and (item_ids is None or len(contexts) != u.shape[0]):
+            raise ModelError(
+                f"contexts need one entry per user ({u.shape[0]}, got {len(contexts)}) and item_ids one per item "
+                f"({v.shape[0]}, got {None if item_ids is None else len(item_ids)})"
+            )
+        net = self.net
+        scores = net.text_logits(u.to(self.device), v.to(self.device)).float().cpu()
+        if item_ids is not None:
+            ids = [str(i) for i in item_ids]
+            scores += net.popularity_weight.item() * torch.from_numpy(self.popularity_features(ids))[None, :]
+            if contexts is not None:
+                rows, feats = repeat_features(contexts, ids)
+                if len(rows):
+                    bonus = net.bonus(torch.from_numpy(feats).to(self.device)).float().cpu()
+                    scores[rows[:, 0], rows[:, 1]] += bonus
         return scores.numpy().astype(np.float32)
 
     @torch.inference_mode()
     def ctr(self, user_vecs: np.ndarray, item_vecs: np.ndarray) -> np.ndarray:
         """[u, n] click probabilities from the CTR head (users processed in chunks to bound memory)."""
         u, v = self._check_vecs(user_vecs, item_vecs)
-        self.net.eval()
         v = v.to(self.device)
         chunk = max(1, SCORE_CHUNK_FLOATS // max(1, v.shape[0] * v.shape[1]))
         parts = [

@@ -29,6 +29,7 @@ class TrainingData:
     examples: pd.DataFrame  # EXAMPLE_COLUMNS; history is None (looked up in `index`) for examples from new batches
     ctr_pairs: pd.DataFrame  # user_text, item_text, label
     index: "HistoryIndex"
+    item_texts: dict[str, str]  # item_id -> text for every item of the batches read (the catalogue stage 2 ranks)
 
 
 class HistoryIndex:
@@ -47,6 +48,11 @@ class HistoryIndex:
         self._days = days[order]
         self._behaviour = pos
         self._by_user: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+
+    @property
+    def positives(self) -> pd.DataFrame:
+        """The positive behaviour rows (user_id, ts, item_id, ...) the index answers from."""
+        return self._behaviour
 
     def lookup(self, user_ids, times, item_ids) -> tuple[np.ndarray, np.ndarray]:
         """(count, days since last) of positives strictly before each time; count 0 where there were none."""
@@ -145,7 +151,8 @@ def build_training_data(batch_dirs: list[Path], accepted_root: Path, model_cfg: 
             "history": None,
         }
     )
-    return TrainingData(examples, _ctr_pairs(new_events, behaviour, texts, model_cfg, train_cfg, seed), HistoryIndex(behaviour))
+    ctr_pairs = _ctr_pairs(new_events, behaviour, texts, model_cfg, train_cfg, seed)
+    return TrainingData(examples, ctr_pairs, HistoryIndex(behaviour), texts)
 
 
 def _ctr_pairs(events: pd.DataFrame, behaviour: pd.DataFrame, texts: dict[str, str], model_cfg: ModelConfig, train_cfg: TrainConfig, seed: int) -> pd.DataFrame:

@@ -1,7 +1,8 @@
 """The training loop, nanoGPT style: one function that reads top to bottom.
 
-init (resume > scratch | champion | path) -> data (new batches + replay) -> model/optimizer -> step loop (sample,
-tokenize, forward, two losses, backward, clip, step, log, checkpoint) -> final model dir -> replay update.
+init (resume > scratch | champion | path) -> data (new batches + replay) -> model/optimizer -> stage 1 step loop
+(sample, tokenize, forward, two losses, backward, clip, step, log, checkpoint) -> stage 2 (heads + score weights on
+cached encoder states, full softmax; liveloop.training.heads) -> final model dir -> replay update.
 Budget is `train.steps` optimiser steps, never epochs. Under torchrun each rank samples its own rows; rank 0 alone
 saves and logs.
 """
@@ -13,7 +14,7 @@ import json
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from liveloop.registry import champion_dir
 from liveloop.training import distributed
 from liveloop.training.checkpoint import drop_checkpoints, latest_checkpoint, load_optimizer, save_checkpoint, save_model_dir
 from liveloop.training.examples import TrainDataError, batch_contexts, build_training_data
+from liveloop.training.heads import fit_score_heads, recent_popularity
 from liveloop.training.losses import ctr_loss, sampled_softmax_loss
 from liveloop.training.replay import load_replay, update_replay
 from liveloop.workspace import Workspace
@@ -60,7 +62,7 @@ class Objective(nn.Module):
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         users, items = self.net(batch["user_inputs"], batch["item_inputs"])
-        logits = (users @ items.T).float() / self.net.temperature
+        logits = self.net.text_logits(users, items).float()
         rows = batch["bonus_rows"]
         bonus = torch.zeros_like(logits).index_put((rows[:, 0], rows[:, 1]), self.net.bonus(batch["bonus_feats"]).float())
         retrieval = sampled_softmax_loss(logits + bonus, batch["item_codes"], batch["weights"], batch["log_q"])
@@ -260,6 +262,12 @@ def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, ou
             distributed.barrier(dist)
 
         # ---- final model dir + replay --------------------------------------------------------------------------------
+        heads = None
+        if dist.is_master:  # stage 2 + the popularity the model serves with
+            net.eval()
+            rec.item_popularity = recent_popularity(data.index.positives, mc.popularity_days)
+            if tc.head_steps and len(data.examples):
+                heads = fit_score_heads(rec, data, tc, mc.popularity_days, seed)
         wall = time.perf_counter() - started
         losses_seen = [float(r["loss"]) for r in log_rows]
         final_loss = float(np.mean(losses_seen[-FINAL_LOSS_WINDOW:])) if losses_seen else float("nan")
@@ -285,6 +293,8 @@ def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, ou
                     "examples": len(data.examples),
                     "replay_examples": len(replay),
                     "ctr_pairs": len(data.ctr_pairs),
+                    "score_heads": asdict(heads) if heads else None,
+                    "score_weights": {"text_scale": net.text_scale.item(), "popularity_weight": net.popularity_weight.item()},
                 },
             }
             save_model_dir(rec, optimizer, out_dir)

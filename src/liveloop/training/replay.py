@@ -28,6 +28,24 @@ def load_replay(replay_dir: Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+def reservoir_slots(size: int, seen: int, n_new: int, capacity: int, rng: np.random.Generator) -> dict[int, int]:
+    """Algorithm R for a whole batch at once: reservoir slot -> row of the new examples that ends up there.
+
+    Rows first fill the free slots; row r after that (the reservoir has seen `seen + r + 1` examples) replaces slot
+    j ~ U[0, seen + r + 1) when j < capacity, a later row winning a slot over an earlier one, exactly as one at a time.
+    """
+    fill = max(0, min(capacity - size, n_new))
+    slots = dict(zip(range(size, size + fill), range(fill)))
+    rest = np.arange(fill, n_new)
+    if len(rest):
+        draws = rng.integers(0, seen + rest + 1)
+        hit = draws < capacity
+        # reversed, so np.unique's first occurrence is the last row that drew each slot
+        slot, first = np.unique(draws[hit][::-1], return_index=True)
+        slots.update(zip(slot.tolist(), rest[hit][::-1][first].tolist()))
+    return slots
+
+
 def update_replay(replay_dir: Path, new: pd.DataFrame, index: HistoryIndex, capacity: int, max_items: int, seed: int) -> int:
     """Offer every new example to the reservoir; only the ones kept get a history snapshot. Returns the size after."""
     replay_dir = Path(replay_dir)
@@ -35,17 +53,9 @@ def update_replay(replay_dir: Path, new: pd.DataFrame, index: HistoryIndex, capa
     state_path = replay_dir / STATE_FILE
     seen = json.loads(state_path.read_text())["seen"] if state_path.exists() else len(reservoir)
     rng = np.random.default_rng([seed, seen])
-    slots: dict[int, int] = {}  # reservoir slot -> row of `new`
-    size = len(reservoir)
-    for row in range(len(new)):
-        seen += 1
-        if size < capacity:
-            slots[size] = row
-            size += 1
-        else:
-            j = int(rng.integers(0, seen))
-            if j < capacity:
-                slots[j] = row
+    slots = reservoir_slots(len(reservoir), seen, len(new), capacity, rng)
+    seen += len(new)
+    size = max(len(reservoir), max(slots, default=-1) + 1)
     if slots:
         kept = new.iloc[list(slots.values())].copy()
         kept["history"] = [
