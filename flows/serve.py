@@ -17,7 +17,7 @@ import httpx
 from prefect import serve
 
 from flows.live_loop import live_loop
-from flows.monitor_drift import monitor_drift
+from flows.monitor_drift import ingest_feedback, monitor_drift
 from flows.replay_timeline import replay_timeline
 from liveloop.workspace import open_workspace
 
@@ -51,6 +51,8 @@ def deployments(params: str):
                                 description="Take the oldest batch in data/incoming through the loop."),
         monitor_drift.to_deployment(name="monitor-drift", cron=cfg.loop.monitor_cron, parameters={"params": params},
                                     description="Drift check of the latest accepted batch."),
+        ingest_feedback.to_deployment(name="ingest-feedback", cron=cfg.loop.feedback_cron, parameters={"params": params},
+                                      description="Yesterday's /feedback events -> data/incoming as the next batch."),
         replay_timeline.to_deployment(name="replay-timeline", parameters={"params": params},
                                       description="Simulate days and run the loop over them (what make run does)."),
     ]

@@ -66,6 +66,7 @@ class LoopConfig(_Section):
     dask_address: str | None = None
     dask_workers: int = Field(2, ge=1)
     monitor_cron: str = "0 * * * *"
+    feedback_cron: str = "5 0 * * *"
 
 
 class ServeConfig(_Section):

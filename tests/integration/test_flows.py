@@ -56,6 +56,28 @@ def test_replay_timeline_runs_the_whole_loop(tiny_workspace: Path):
     # later days warm-start from the champion
     assert results[1]["train"]["steps"] == cfg.train.steps
 
+    # the service's feedback becomes the next batch, and the monitor reports drift and live quality
+    from flows.monitor_drift import ingest_feedback, monitor_drift
+    from liveloop.data.batches import read_batch
+    from liveloop.serving.feedback import FeedbackLog, log_path
+    from liveloop.validation import validate_batch
+
+    last = list_batches(ws.accepted)[-1]
+    shown = read_batch(last)["events"].iloc[0]
+    day = "2030-01-02"
+    FeedbackLog(log_path(ws)).append([
+        {"kind": "event", "event_id": f"fb-{i}", "ts": f"{day}T10:00:0{i}", "user_id": shown["user_id"],
+         "item_id": shown["item_id"], "stream_id": shown["stream_id"], "event_type": kind, "text": None,
+         "quantity": None, "price": None}
+        for i, kind in enumerate(["impression", "impression", "click"])])
+    exported = Path(ingest_feedback(str(tiny_workspace), day=day))
+    assert exported.name == f"{day}-feedback" and exported.parent == ws.incoming
+    assert len(read_batch(exported)["events"]) == 3
+    report = monitor_drift(str(tiny_workspace))
+    assert set(report) >= {"drift", "reasons", "signals", "live_quality"}
+    assert report["live_quality"]["feedback"]["ctr"] == pytest.approx(0.5)
+    assert "drift-monitor" in _artifact_keys()
+
 
 def test_quarantined_batch_skips_training_and_keeps_the_champion(tiny_workspace: Path):
     from flows.live_loop import live_loop
