@@ -191,7 +191,10 @@ def live_loop(batch_dir: str | None = None, params: str = "params.yaml", force_t
     eval_history = history + [split["train"]]
     jobs = {"candidate/new": evaluate_task.submit(params, trained["model_dir"], eval_history, split["holdout"],
                                                   f"{day}-candidate", baselines=True)}
-    replay_day = Path(reference[0]).name if reference else None
+    # replay set = the held-out tail of the oldest reference batch the champion was NOT itself trained on: on its own
+    # training day the champion has seen the same users' earlier sessions, which would make any candidate look forgetful
+    champion_days = set(registry.get_version(ws, registry.champion_version(ws))["data_versions"]) if champion else set()
+    replay_day = next((Path(r).name for r in reference if Path(r).name not in champion_days), None)
     replay_holdout = ws.splits / "holdout" / replay_day if replay_day else None
     if champion is not None:
         jobs["champion/new"] = evaluate_task.submit(params, str(champion), eval_history, split["holdout"],

@@ -175,7 +175,7 @@ class EvaluateConfig(_Section):
     """Offline evaluation and `liveloop benchmark`: protocol, cut-offs, baselines (src/liveloop/evaluation)."""
 
     split_quantile: float = Field(0.9, gt=0, lt=1)
-    benchmark_steps: int | None = Field(300, ge=1)
+    benchmark_steps: int | None = Field(30, ge=1)
     ks: list[int] = Field([10, 50], min_length=1)
     max_users: int | None = Field(5000, ge=1)
     popularity_days: float = Field(30.0, gt=0)
@@ -194,8 +194,8 @@ class PromotionConfig(_Section):
 
     metrics: list[str] = Field(["ndcg@10", "recall@50"], min_length=1)
     sets: list[str] = Field(["new", "replay"], min_length=1)
-    max_relative_drop: float = Field(0.02, ge=0, lt=1)
-    max_absolute_drop: float = Field(0.002, ge=0)
+    max_relative_drop: float = Field(0.05, ge=0, lt=1)
+    max_absolute_drop: float = Field(0.01, ge=0)
 
 
 class Config(_Section):

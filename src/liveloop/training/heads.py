@@ -4,7 +4,8 @@ bonus) on cached encoder states, with a full softmax over the whole catalogue.
 Encoder passes dominate CPU training cost. Here each distinct text is encoded once, after which a step is a few small
 matrix products, so the score is fitted on thousands of examples rather than the encoder's few hundred. The softmax
 runs over every item (no sampled negatives, no logQ correction), so the popularity weight is learned directly.
-The newest examples are held out and the best step on them is kept, so more steps cannot make the model worse there.
+The newest examples are held out (each user's first one, like the evaluation protocols' "next wanted item") and the
+step with the best NDCG@10 on them is kept, the untrained start included, so stage 2 cannot make the model worse there.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from liveloop.model.text import DAY
 from liveloop.training.examples import TrainingData
 
 MIN_VALIDATION = 20  # fewer held-out examples than this are too noisy to pick a step: train on all, keep the last
+VALIDATION_K = 10  # steps are compared by NDCG@VALIDATION_K of the held-out targets
+LOSS_WINDOW = 10  # train_loss_first / _last average this many steps
 
 
 @dataclass
@@ -31,8 +34,10 @@ class HeadFit:
     examples: int
     validation_examples: int
     best_step: int
-    validation_loss_before: float | None
-    validation_loss_after: float | None
+    validation_ndcg_before: float | None  # the model as it came out of stage 1 (step 0)
+    validation_ndcg_after: float | None  # the kept step
+    train_loss_first: float | None
+    train_loss_last: float | None
     seconds: float
 
 
@@ -110,6 +115,23 @@ def _loss(scorer: _CatalogueScorer, idx: torch.Tensor, targets: torch.Tensor, we
     return (per_row * weights[idx]).sum() / weights[idx].sum()
 
 
+def _ndcg(scorer: _CatalogueScorer, idx: torch.Tensor, targets: torch.Tensor) -> float:
+    """Mean NDCG@VALIDATION_K of one target per row over the whole catalogue (ties count against the target)."""
+    with torch.no_grad():
+        logits = scorer.logits(idx)
+        target = logits.gather(1, targets[idx][:, None])
+        rank = (logits >= target).sum(1).float()  # 1-based, the target itself included
+        gain = torch.where(rank <= VALIDATION_K, 1.0 / torch.log2(rank + 1.0), torch.zeros_like(rank))
+    return float(gain.mean())
+
+
+def _validation_rows(examples: pd.DataFrame, share: float) -> np.ndarray:
+    """Rows of each user's first example inside the newest `share` of the (time-sorted) examples."""
+    start = len(examples) - int(len(examples) * share)
+    newest = examples.iloc[start:]
+    return newest.drop_duplicates("user_id", keep="first").index.to_numpy(np.int64)
+
+
 def fit_score_heads(rec: Recommender, data: TrainingData, tc: TrainConfig, popularity_days: int, seed: int) -> HeadFit:
     """Fit heads + score weights of `rec` in place on up to tc.head_examples examples; returns what happened."""
     started = time.perf_counter()
@@ -134,27 +156,24 @@ def fit_score_heads(rec: Recommender, data: TrainingData, tc: TrainConfig, popul
     targets = torch.tensor(examples["item_id"].map(col).to_numpy(np.int64), device=rec.device)
     weights = torch.tensor(examples["weight"].to_numpy(np.float32), device=rec.device)
 
-    n_val = int(len(examples) * tc.head_validation)
-    n_val = n_val if n_val >= MIN_VALIDATION and len(examples) - n_val >= MIN_VALIDATION else 0
-    train_idx = np.arange(len(examples) - n_val)
-    val_idx = torch.arange(len(examples) - n_val, len(examples), device=rec.device)
+    val_rows = _validation_rows(examples, tc.head_validation)
+    n_val = len(val_rows) if len(val_rows) >= MIN_VALIDATION and len(examples) - len(val_rows) >= MIN_VALIDATION else 0
+    train_idx = np.setdiff1d(np.arange(len(examples)), val_rows) if n_val else np.arange(len(examples))
+    val_idx = torch.from_numpy(val_rows).to(rec.device)
     modules = [net.user_head, net.item_head, net.repeat_linear, net.repeat_bonus]
     params = [p for m in modules for p in m.parameters()] + [net.text_scale, net.popularity_weight]
     for p in params:
         p.requires_grad_(True)
     optimizer = torch.optim.AdamW(params, lr=tc.head_lr, weight_decay=tc.weight_decay)
 
-    def validation_loss() -> float | None:
-        if not n_val:
-            return None
-        with torch.no_grad():
-            return float(_loss(scorer, val_idx, targets, weights))
+    def validation_ndcg() -> float | None:
+        return _ndcg(scorer, val_idx, targets) if n_val else None
 
     def snapshot() -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in net.state_dict().items() if not k.startswith("encoder.")}
 
-    before = best_loss = validation_loss()
-    best_state, best_step = snapshot(), 0
+    before = best = validation_ndcg()
+    best_state, best_step, losses = snapshot(), 0, []
     steps = range(tc.head_steps)
     if tc.head_steps:
         from tqdm.auto import tqdm
@@ -167,11 +186,12 @@ def fit_score_heads(rec: Recommender, data: TrainingData, tc: TrainConfig, popul
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
         optimizer.step()
+        losses.append(loss.item())
         last = step + 1 == tc.head_steps
         if n_val and ((step + 1) % tc.head_eval_every == 0 or last):
-            current = validation_loss()
-            if current < best_loss:
-                best_loss, best_state, best_step = current, snapshot(), step + 1
+            current = validation_ndcg()
+            if current > best:
+                best, best_state, best_step = current, snapshot(), step + 1
         elif not n_val and last:
             best_state, best_step = snapshot(), step + 1
     net.load_state_dict(best_state, strict=False)
@@ -180,7 +200,9 @@ def fit_score_heads(rec: Recommender, data: TrainingData, tc: TrainConfig, popul
         examples=len(examples),
         validation_examples=n_val,
         best_step=best_step,
-        validation_loss_before=before,
-        validation_loss_after=best_loss,
+        validation_ndcg_before=before,
+        validation_ndcg_after=best,
+        train_loss_first=float(np.mean(losses[:LOSS_WINDOW])) if losses else None,
+        train_loss_last=float(np.mean(losses[-LOSS_WINDOW:])) if losses else None,
         seconds=round(time.perf_counter() - started, 2),
     )

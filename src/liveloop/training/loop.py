@@ -62,7 +62,9 @@ class Objective(nn.Module):
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         users, items = self.net(batch["user_inputs"], batch["item_inputs"])
-        logits = self.net.text_logits(users, items).float()
+        # raw cosine / temperature: stage 1 learns the text representation at full sharpness; how much the text
+        # counts next to popularity and repeats (text_scale) is stage 2's job
+        logits = (users @ items.T).float() / self.net.temperature
         rows = batch["bonus_rows"]
         bonus = torch.zeros_like(logits).index_put((rows[:, 0], rows[:, 1]), self.net.bonus(batch["bonus_feats"]).float())
         retrieval = sampled_softmax_loss(logits + bonus, batch["item_codes"], batch["weights"], batch["log_q"])
