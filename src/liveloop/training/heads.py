@@ -26,6 +26,9 @@ from liveloop.training.examples import TrainingData
 MIN_VALIDATION = 20  # fewer held-out examples than this are too noisy to pick a step: train on all, keep the last
 VALIDATION_K = 10  # steps are compared by NDCG@VALIDATION_K of the held-out targets
 LOSS_WINDOW = 10  # train_loss_first / _last average this many steps
+# The score weights are O(1-10) logits, the head weights O(0.05): at one learning rate the weights could hardly leave
+# their priors within a few hundred steps (text_scale moved 0.05 -> 0.23 in 300 steps on the simulator).
+SCORE_WEIGHT_LR_FACTOR = 30.0
 
 
 @dataclass
@@ -160,11 +163,15 @@ def fit_score_heads(rec: Recommender, data: TrainingData, tc: TrainConfig, popul
     n_val = len(val_rows) if len(val_rows) >= MIN_VALIDATION and len(examples) - len(val_rows) >= MIN_VALIDATION else 0
     train_idx = np.setdiff1d(np.arange(len(examples)), val_rows) if n_val else np.arange(len(examples))
     val_idx = torch.from_numpy(val_rows).to(rec.device)
-    modules = [net.user_head, net.item_head, net.repeat_linear, net.repeat_bonus]
-    params = [p for m in modules for p in m.parameters()] + [net.text_scale, net.popularity_weight]
+    heads = [p for m in (net.user_head, net.item_head, net.repeat_bonus) for p in m.parameters()]
+    score_weights = [net.text_scale, net.popularity_weight, *net.repeat_linear.parameters()]
+    params = heads + score_weights
     for p in params:
         p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(params, lr=tc.head_lr, weight_decay=tc.weight_decay)
+    optimizer = torch.optim.AdamW(
+        [{"params": heads, "lr": tc.head_lr, "weight_decay": tc.weight_decay},
+         {"params": score_weights, "lr": tc.head_lr * SCORE_WEIGHT_LR_FACTOR, "weight_decay": 0.0}]
+    )
 
     def validation_ndcg() -> float | None:
         return _ndcg(scorer, val_idx, targets) if n_val else None
