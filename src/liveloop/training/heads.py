@@ -92,18 +92,20 @@ def past_item_features(positives: pd.DataFrame, user_ids, times, col: dict[str, 
 class _CatalogueScorer:
     """Full-catalogue logits for a subset of cached examples, with the same combination as Recommender.score."""
 
-    def __init__(self, rec: Recommender, item_states, user_states, pop_rows, repeat):
+    def __init__(self, rec: Recommender, item_states, user_states, popularity: np.ndarray, day: np.ndarray, repeat):
         self.net, dev = rec.net, rec.device
         # clones: the cached states come from inference mode, which autograd cannot record
         self.item_states, self.user_states = item_states.clone().to(dev), user_states.clone().to(dev)
-        self.pop_rows = torch.log1p(pop_rows).to(dev)  # [examples, items]
+        # per day, not per example: [days, items] stays small where [examples, items] would not on big catalogues
+        self.popularity = torch.log1p(torch.from_numpy(popularity)).to(dev)
+        self.day = torch.from_numpy(day).to(dev)
         self.rep_rows, self.rep_cols, self.rep_feats = (torch.from_numpy(a).to(dev) for a in repeat)
 
     def logits(self, idx: torch.Tensor) -> torch.Tensor:
         net = self.net
         items = net.project("item", self.item_states)
         users = net.project("user", self.user_states[idx])
-        out = net.text_logits(users, items) + net.popularity_weight * self.pop_rows[idx]
+        out = net.text_logits(users, items) + net.popularity_weight * self.popularity[self.day[idx]]
         slot = torch.full((self.user_states.shape[0],), -1, dtype=torch.long, device=idx.device)
         slot[idx] = torch.arange(len(idx), device=idx.device)
         keep = slot[self.rep_rows] >= 0
@@ -150,12 +152,11 @@ def fit_score_heads(rec: Recommender, data: TrainingData, tc: TrainConfig, popul
 
     table, base = popularity_table(positives, col, popularity_days)
     day = np.clip(_day_index(examples["ts"], base), 0, len(table) - 1)
-    pop_rows = torch.from_numpy(table[day])
     repeat = past_item_features(positives, examples["user_id"].to_numpy(), examples["ts"], col)
     net.eval()
     item_states = rec.pooled_states([data.item_texts[i] for i in catalogue], progress="stage 2: encoding items")
     user_states = rec.pooled_states(examples["user_text"].tolist(), progress="stage 2: encoding users")
-    scorer = _CatalogueScorer(rec, item_states, user_states, pop_rows, repeat)
+    scorer = _CatalogueScorer(rec, item_states, user_states, table, day, repeat)
     targets = torch.tensor(examples["item_id"].map(col).to_numpy(np.int64), device=rec.device)
     weights = torch.tensor(examples["weight"].to_numpy(np.float32), device=rec.device)
 

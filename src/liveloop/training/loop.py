@@ -184,6 +184,8 @@ def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, ou
         # ---- model + optimizer -------------------------------------------------------------------------------------
         freeze_lower_layers(net, tc.freeze_layers)
         net.ctr_head.requires_grad_(use_ctr)
+        for weight in (net.text_scale, net.popularity_weight):  # stage 1 never uses them (stage 2 fits them)
+            weight.requires_grad_(False)
         encoder_params = [p for p in net.encoder.parameters() if p.requires_grad]
         head_params = [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith("encoder.")]
         optimizer = torch.optim.AdamW(
