@@ -171,8 +171,10 @@ def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, ou
 
         # ---- data: new batches + replay ----------------------------------------------------------------------------
         data = build_training_data([Path(d) for d in batch_dirs], ws.accepted, rec.config, tc, seed)
+        # replay mixes history into incremental updates only: a scratch model trains on exactly the given batches
+        # (so `dvc repro` rebuilds it from its declared inputs alone)
         replay = load_replay(ws.replay)
-        replay = replay if tc.replay_ratio > 0 else replay.iloc[:0]
+        replay = replay if tc.replay_ratio > 0 and parent is not None else replay.iloc[:0]
         if data.examples.empty and replay.empty:
             raise TrainDataError("the batches hold no click/add_to_cart/purchase events with a known item to learn from")
         popularity = pd.concat([data.examples["item_id"], replay["item_id"]]).value_counts(normalize=True)
