@@ -74,9 +74,8 @@ def test_served_deployment_completes_with_artifacts(tiny_workspace: Path, tmp_pa
                 async with get_client() as client:
                     return {d.name for d in await client.read_deployments()}
 
-            names = _wait(lambda: (n := asyncio.run(deployment_names())) >= {"live-loop", "monitor-drift"} and n,
-                          120, "deployments to register")
-            assert "replay-timeline" in names
+            expected = {"live-loop", "monitor-drift", "ingest-feedback", "replay-timeline"}
+            _wait(lambda: asyncio.run(deployment_names()) >= expected, 120, f"deployments {sorted(expected)}")
 
             async def trigger():
                 async with get_client() as client:
