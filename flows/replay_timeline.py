@@ -54,7 +54,6 @@ def summary_table(results: list[dict]) -> str:
     rows = ["| batch | status | drift | candidate | NDCG@10 cand | NDCG@10 champ | champion after |",
             "|---|---|---|---|---|---|---|"]
     for r in results:
-        decision = r.get("decision") or {}
         cand = (r.get("candidate_metrics") or {}).get("ndcg@10")
         champ = (r.get("champion_metrics") or {}).get("ndcg@10")
         rows.append(f"| {r.get('batch')} | {r.get('status')} | {r.get('drift', '-')} | {r.get('candidate', '-')} "

@@ -58,21 +58,25 @@ def test_replay_timeline_runs_the_whole_loop(tiny_workspace: Path):
 
     # the service's feedback becomes the next batch, and the monitor reports drift and live quality
     from flows.monitor_drift import ingest_feedback, monitor_drift
-    from liveloop.data.batches import read_batch
+    from datetime import timedelta
+
+    from liveloop.data.batches import batch_day, read_batch
     from liveloop.serving.feedback import FeedbackLog, log_path
     from liveloop.validation import validate_batch
 
     last = list_batches(ws.accepted)[-1]
     shown = read_batch(last)["events"].iloc[0]
-    day = "2030-01-02"
+    day = str(batch_day(last) + timedelta(days=1))
     FeedbackLog(log_path(ws)).append([
         {"kind": "event", "event_id": f"fb-{i}", "ts": f"{day}T10:00:0{i}", "user_id": shown["user_id"],
-         "item_id": shown["item_id"], "stream_id": shown["stream_id"], "event_type": kind, "text": None,
+         "item_id": shown["item_id"], "stream_id": None, "event_type": kind, "text": None,
          "quantity": None, "price": None}
-        for i, kind in enumerate(["impression", "impression", "click"])])
+        for i, kind in enumerate(["impression"] * 4 + ["click"] * 2)])
     exported = Path(ingest_feedback(str(tiny_workspace), day=day))
     assert exported.name == f"{day}-feedback" and exported.parent == ws.incoming
-    assert len(read_batch(exported)["events"]) == 3
+    assert len(read_batch(exported)["events"]) == 6
+    gate = validate_batch(exported, cfg.validation)
+    assert gate.ok, gate.failures  # the exported feedback is a valid next batch for the loop
     report = monitor_drift(str(tiny_workspace))
     assert set(report) >= {"drift", "reasons", "signals", "live_quality"}
     assert report["live_quality"]["feedback"]["ctr"] == pytest.approx(0.5)

@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import yaml
 
 from liveloop.config import load_config
 from liveloop.data.batches import write_batch
-from liveloop.model import Recommender, UserContext
+from liveloop.model import Recommender
 from liveloop.training import TrainError, train
 from liveloop.training.checkpoint import latest_checkpoint
 from liveloop.training.examples import build_training_data

@@ -15,8 +15,6 @@ EVENT_TYPES: tuple[str, ...] = ("impression", "click", "add_to_cart", "purchase"
 # Events that say the user wants the item; used as positives for retrieval and as "history" text.
 POSITIVE_EVENT_TYPES: tuple[str, ...] = ("click", "add_to_cart", "purchase")
 
-# Online Retail cancellations are kept as a negative signal with this type; it is not in EVENT_TYPES on purpose
-# only where a source has them. See docs/data.md.
 COLUMNS: dict[str, dict[str, str]] = {
     "items": {
         "item_id": "string",
@@ -85,3 +83,9 @@ def conform(df: pd.DataFrame, table: str) -> pd.DataFrame:
         else:
             out[col] = out[col].astype(dtype)
     return out.reset_index(drop=True)
+
+
+def positive_mask(events: pd.DataFrame) -> pd.Series:
+    """The one rule for "the user wants this item": click / add_to_cart / purchase whose quantity is null or > 0
+    (cancellations are purchases with negative quantity). Training, evaluation, text rendering and serving share it."""
+    return events["event_type"].isin(POSITIVE_EVENT_TYPES) & ~(events["quantity"].astype("float64") <= 0)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from liveloop.data.batches import Tables
-from liveloop.data.schema import POSITIVE_EVENT_TYPES
+from liveloop.data.schema import positive_mask
 
 SLICES: tuple[str, ...] = ("repeat", "new", "warm", "cold")
 
@@ -27,8 +27,7 @@ class ProtocolError(ValueError):
 
 def positive_events(events: pd.DataFrame) -> pd.DataFrame:
     """Events that say the user wants the item: click / add_to_cart / purchase, excluding cancellations."""
-    keep = events["event_type"].isin(POSITIVE_EVENT_TYPES) & ~(events["quantity"].fillna(1.0) <= 0)
-    return events.loc[keep]
+    return events.loc[positive_mask(events)]
 
 
 @dataclass

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from liveloop.data.schema import POSITIVE_EVENT_TYPES
+from liveloop.data.schema import positive_mask
 
 # The verb each behaviour event is rendered with; impressions are not behaviour (the user did nothing).
 VERBS: dict[str, str] = {"purchase": "bought", "add_to_cart": "carted", "click": "clicked", "comment": "said"}
@@ -85,7 +85,7 @@ def behaviour_fragments(events: pd.DataFrame, items: pd.DataFrame) -> pd.DataFra
     verb = verb.where(~returned, RETURN_VERB)
     said = ev["text"].astype("string").fillna("").str.slice(0, COMMENT_CHARS)
     fragment = np.where(ev["event_type"] == "comment", verb + ": " + said.astype(str), verb + ": " + title)
-    positive = ev["event_type"].isin(list(POSITIVE_EVENT_TYPES)) & ~returned
+    positive = positive_mask(ev)
     out = pd.DataFrame(
         {
             "user_id": ev["user_id"].astype(str).to_numpy(),

@@ -14,7 +14,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from liveloop.data.schema import POSITIVE_EVENT_TYPES
+from liveloop.data.schema import POSITIVE_EVENT_TYPES, positive_mask
 from liveloop.model.text import COMMENT_CHARS, DAY, RETURN_VERB, VERBS, UserContext
 
 BEHAVIOUR_COLUMNS = ["event_id", "ts", "user_id", "item_id", "event_type", "text", "quantity"]
@@ -28,7 +28,7 @@ def behaviour_events(events: pd.DataFrame) -> pd.DataFrame:
 
 def positive_counts(events: pd.DataFrame) -> dict[str, float]:
     """item_id -> positive interactions (cancellations excluded): the cold-start popularity."""
-    pos = events[events["event_type"].isin(POSITIVE_EVENT_TYPES) & ~(events["quantity"].fillna(1) < 0)]
+    pos = events[positive_mask(events)]
     return {str(k): float(v) for k, v in pos["item_id"].value_counts().items()}
 
 
