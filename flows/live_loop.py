@@ -221,8 +221,6 @@ def live_loop(batch_dir: str | None = None, params: str = "params.yaml", force_t
                    champion_metrics=(champ_metrics or {}).get("new"))
     if decision["promote"]:
         version_task(params, str(ws.versions / version))
-        if ws.replay.exists():
-            version_task(params, str(ws.replay))
         if cfg.loop.package:
             summary["bento_model"] = package_task(params)
     summary["champion_after"] = registry.champion_version(ws)

@@ -77,7 +77,7 @@ class ServeConfig(_Section):
     max_item_ids: int = Field(1000, ge=1)
     max_events_per_request: int = Field(500, ge=1)
     max_body_bytes: int = Field(1_000_000, ge=1024)
-    history_events_per_user: int = Field(20, ge=1)
+    history_keep_events: int = Field(500, ge=1)
     ann_threshold: int = Field(100_000, ge=1)
     retrieval_margin: int = Field(50, ge=0)
     max_batch_rows: int = Field(64, ge=1)
@@ -86,49 +86,48 @@ class ServeConfig(_Section):
 
 
 class ModelConfig(_Section):
-    """Architecture of the two-tower recommender; saved with every model (config.json)."""
+    """Architecture of the recommender; saved with every model (config.json), so serving reads the same window."""
 
-    encoder: str = "all-MiniLM-L6-v2"  # built-in offline copy, or a local path / cached Hugging Face id
-    max_length: int = Field(48, ge=8, le=512)
-    dim: int = Field(128, ge=8, le=4096)
+    encoder: str = "all-MiniLM-L6-v2"  # built-in offline copy, or a local path / cached Hugging Face id (frozen)
     temperature: float = Field(0.05, gt=0, le=10)
-    history_events: int = Field(20, ge=1, le=500)
-    history_items: int = Field(64, ge=1, le=10_000)
-    lora_rank: int = Field(0, ge=0, le=256)
-    lora_alpha: float = Field(16.0, gt=0)
+    history_window: int = Field(50, ge=1, le=1000)  # newest events the user tower reads (training = serving)
+    seq_dim: int = Field(64, ge=8, le=1024)
+    seq_layers: int = Field(2, ge=0, le=12)
+    seq_heads: int = Field(2, ge=1, le=16)
+    dropout: float = Field(0.0, ge=0, lt=1)
     popularity_days: int = Field(30, ge=1, le=3650)
 
 
 class TrainConfig(_Section):
-    """How one training run goes: budget, optimiser, replay, loss weights."""
+    """How one update goes: the user tower on cached vectors (stage 1), then the ranker (stage 2)."""
 
     init_from: str = "champion"
-    steps: int = Field(30, ge=1)
-    batch_size: int = Field(32, ge=2)
-    ctr_batch_size: int = Field(16, ge=0)
-    lr: float = Field(1e-4, gt=0)
-    head_lr: float = Field(1e-3, gt=0)
+    steps: int = Field(1500, ge=0)
+    batch_size: int = Field(256, ge=2)
+    lr: float = Field(5e-4, gt=0)
     weight_decay: float = Field(0.01, ge=0)
-    warmup_steps: int = Field(3, ge=0)
+    warmup_steps: int = Field(50, ge=0)
     grad_clip: float = Field(1.0, gt=0)
-    freeze_layers: int = Field(4, ge=0)
     bf16: bool = False
     replay_ratio: float = Field(0.3, ge=0, lt=1)
-    replay_size: int = Field(20_000, ge=0)
-    ctr_weight: float = Field(0.5, ge=0)
-    logq_correction: bool = True
+    max_examples: int = Field(30_000, ge=1)
+    max_negatives: int = Field(2048, ge=16)
     purchase_weight: float = Field(3.0, gt=0)
     cart_weight: float = Field(2.0, gt=0)
     click_weight: float = Field(1.0, gt=0)
-    max_ctr_pairs: int = Field(50_000, ge=0)
     context_days: int = Field(30, ge=0)
-    checkpoint_every: int = Field(10, ge=1)
+    checkpoint_every: int = Field(500, ge=1)
     device: str = "auto"
-    head_steps: int = Field(300, ge=0)
-    head_examples: int = Field(4000, ge=1)
-    head_batch_size: int = Field(256, ge=1)
-    head_validation: float = Field(0.1, ge=0, lt=1)
-    head_eval_every: int = Field(25, ge=1)
+    validation: float = Field(0.15, ge=0, lt=1)
+    eval_every: int = Field(100, ge=1)
+    rank_cuts: list[float] = Field([0.0, 0.5, 0.8], min_length=1)
+    rank_days: int = Field(14, ge=1)
+    rank_candidates: int = Field(300, ge=10)
+    rank_trees: int = Field(300, ge=1)
+    rank_leaves: int = Field(31, ge=2)
+    rank_lr: float = Field(0.05, gt=0)
+    max_rank_groups: int = Field(4000, ge=10)
+    max_ctr_rows: int = Field(100_000, ge=100)
 
 
 class DriftThresholds(_Section):
@@ -175,7 +174,7 @@ class EvaluateConfig(_Section):
     """Offline evaluation and `liveloop benchmark`: protocol, cut-offs, baselines (src/liveloop/evaluation)."""
 
     split_quantile: float = Field(0.9, gt=0, lt=1)
-    benchmark_steps: int | None = Field(30, ge=1)
+    benchmark_steps: int | None = Field(None, ge=0)
     ks: list[int] = Field([10, 50], min_length=1)
     max_users: int | None = Field(5000, ge=1)
     popularity_days: float = Field(30.0, gt=0)

@@ -1,4 +1,4 @@
-"""DVC adapter: version accepted batches, the replay buffer and promoted models, and push them to the remote.
+"""DVC adapter: version accepted batches and promoted models, and push them to the remote.
 
 Uses the `dvc` command line of this environment (the public, stable interface). A workspace that is not yet a
 DVC repo gets `dvc init` (plus `--no-scm` outside git) and the default local remote inside the state folder.

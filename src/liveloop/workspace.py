@@ -41,10 +41,6 @@ class Workspace:
         return self.root / "data" / "feedback"
 
     @property
-    def replay(self) -> Path:  # reservoir sample of history mixed into incremental fine-tuning
-        return self.root / "data" / "replay"
-
-    @property
     def simulator_truth(self) -> Path:  # hidden ground truth of the simulator (oracle evaluation only)
         return self.root / "data" / "simulator"
 

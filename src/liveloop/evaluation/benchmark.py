@@ -1,9 +1,9 @@
 """`liveloop benchmark`: the Online Retail protocol on any imported dataset, in one call.
 
-Cut the batches at a time quantile, fine-tune a fresh model on everything before the cut with the current params
-(stage 1: `evaluate.benchmark_steps` encoder steps; stage 2: heads + score weights on cached states), then score it
-and every baseline on returning users' first wanted item after the cut, over all items. Training runs in a private
-scratch workspace, so the benchmark neither reads nor grows the project's replay reservoir.
+Cut the batches at a time quantile, train a fresh model on everything before the cut with the current params
+(stage 1: `evaluate.benchmark_steps` tower steps on cached vectors; stage 2: the ranker), then score it and every
+baseline on returning users' first wanted item after the cut, over all items. Training runs in a private scratch
+workspace (the text-vector cache is shared), so the benchmark changes nothing in the project's workspace.
 """
 
 from __future__ import annotations
@@ -62,9 +62,8 @@ def run_benchmark(cfg, ws: Workspace, data_dir, out_json) -> dict:
     log.info("cut at %s: %d test users, %d candidate items", split.as_of, len(split.user_ids), len(split.candidate_ids))
     timings["load_split"] = time.perf_counter() - started
 
-    steps = cfg.evaluate.benchmark_steps or cfg.train.steps
-    # one from-scratch run over all of the history: there is nothing to replay and no reservoir to keep
-    train_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"steps": steps, "replay_size": 0})})
+    steps = cfg.evaluate.benchmark_steps if cfg.evaluate.benchmark_steps is not None else cfg.train.steps
+    train_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"steps": steps})})
     model_dir = out_json.with_name(out_json.stem + "-model")
     if model_dir.exists():
         raise EvaluationError(f"{model_dir} already exists; remove it or choose another --out")
@@ -82,8 +81,8 @@ def run_benchmark(cfg, ws: Workspace, data_dir, out_json) -> dict:
     result["setup"].update(data_dir=str(data_dir), batches=len(batches), model_dir=str(model_dir))
     metrics = json.loads((model_dir / "state.json").read_text()).get("metrics", {})
     result["train"] = {"steps": trained.steps, "samples": trained.samples, "final_loss": trained.final_loss,
-                       "batch_size": cfg.train.batch_size, "score_heads": metrics.get("score_heads"),
-                       "score_weights": metrics.get("score_weights")}
+                       "batch_size": cfg.train.batch_size, "tower_validation_ndcg_start": metrics.get("tower_validation_ndcg_start"),
+                       "tower_validation_ndcg": metrics.get("tower_validation_ndcg"), "ranker": metrics.get("ranker")}
     result["seconds"] = {k: round(v, 1) for k, v in timings.items()}
     write_outputs(result, out_json, out_json.with_suffix(".md"), title=f"Benchmark on {data_dir.name}")
     return result

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from liveloop.data.batches import batch_day, concat_batches, read_batch
 from liveloop.data.schema import TABLES
@@ -34,35 +35,59 @@ class EvaluationError(ValueError):
 
 
 class RecommenderScorer:
-    """Ranks candidates with a liveloop Recommender; `repeat=False` drops the learned repeat bonus (pure text match)."""
+    """Ranks candidates with a liveloop Recommender as the service does: user tower, retrieval, then the ranker."""
 
-    def __init__(self, name: str, recommender, split: EvalSplit, contexts: dict, repeat: bool = True):
-        from liveloop.model.text import UserContext, item_texts
+    def __init__(self, name: str, recommender, split: EvalSplit):
+        from liveloop.model.history import Histories
+        from liveloop.model.ranker import Popularity
+        from liveloop.model.scoring import CatalogueScorer
+        from liveloop.training.examples import live_after
 
-        self.name, self.recommender, self.repeat = name, recommender, repeat
-        texts = item_texts(split.history["items"], split.history["streams"])
+        self.name, self.rec = name, recommender
+        history = split.history
+        self.hist = Histories.from_events(history["events"], history["streams"])
+        catalogue = sorted(set(history["items"]["item_id"].astype(str)) | set(split.candidate_ids))
+        self.scorer = CatalogueScorer.from_items(recommender, history["items"], Popularity.from_histories(self.hist), item_ids=catalogue)
+        self.cand = np.array([self.scorer.table.row_of[c] for c in split.candidate_ids], dtype=np.int64)
         self.item_ids = list(split.candidate_ids)
-        self.item_vecs = recommender.encode_items([texts.get(i, "unknown item") for i in self.item_ids], progress=True)
-        self.contexts = contexts
-        self._empty = UserContext(text="no history")
-        self._user_vecs: np.ndarray | None = None
-
-    def _users(self, user_ids: list[str]) -> tuple[np.ndarray, list]:
-        contexts = [self.contexts.get(u, self._empty) for u in user_ids]
-        return self.recommender.encode_users([c.text for c in contexts]), contexts
+        hosts = live_after(history["streams"], split.as_of, split.as_of + pd.Timedelta(days=1))
+        self.live_host = np.array([hosts.get(c, "") for c in self.item_ids], dtype=object)
+        self.t = pd.Timestamp(split.as_of).value
+        self._last: tuple[list, np.ndarray] | None = None
 
     def score(self, user_ids: list[str], item_ids: list[str]) -> np.ndarray:
         if list(item_ids) != self.item_ids:
-            raise EvaluationError("a recommender scorer ranks only the candidates it encoded")
-        user_vecs, contexts = self._users(user_ids)
-        self._user_vecs = user_vecs
-        if self.repeat:
-            return self.recommender.score(user_vecs, self.item_vecs, contexts, self.item_ids)
-        return self.recommender.score(user_vecs, self.item_vecs)
+            raise EvaluationError("a recommender scorer ranks only the candidates it was built for")
+        window = self.rec.config.history_window
+        states = [self.hist.state_at(str(u), self.t, window) for u in user_ids]
+        vecs = self.scorer.user_vectors(states)
+        self._last = (states, vecs)
+        return np.stack([self.scorer.scores(s, v, self.cand, self.live_host, self.t) for s, v in zip(states, vecs)]) \
+            if states else np.zeros((0, len(self.cand)))
 
     def ctr_last(self) -> np.ndarray:
-        """CTR head probabilities for the users of the last `score` call, against every candidate."""
-        return self.recommender.ctr(self._user_vecs, self.item_vecs)
+        """CTR probabilities for the users of the last `score` call, against every candidate."""
+        states, vecs = self._last
+        return np.stack([self.scorer.ctr(s, v, self.cand, self.live_host, self.t) for s, v in zip(states, vecs)])
+
+
+class FrozenEncoderScorer:
+    """The pretrained encoder untouched: the user's recent behaviour as text vs each item's text, by cosine."""
+
+    name = FROZEN
+
+    def __init__(self, encoder, split: EvalSplit, window: int):
+        from liveloop.model.text import item_texts, user_contexts
+
+        self.encoder = encoder
+        texts = item_texts(split.history["items"], split.history["streams"])
+        self.item_ids = list(split.candidate_ids)
+        self.item_vecs = encoder.encode([texts.get(i, "unknown item") for i in self.item_ids])
+        self.contexts = user_contexts(split.history["events"], split.history["items"], split.as_of, max_events=window)
+
+    def score(self, user_ids: list[str], item_ids: list[str]) -> np.ndarray:
+        texts = [self.contexts[u].text if u in self.contexts else "no history" for u in user_ids]
+        return self.encoder.encode(texts) @ self.item_vecs.T
 
 
 class OracleScorer:
@@ -223,28 +248,21 @@ def compare_to_baselines(result: dict, per_user: dict, cfg, seed: int) -> dict:
 
 
 def evaluate_split(cfg, split: EvalSplit, model_dir: Path | None, truth_dir: Path | None = None,
-                   baselines: bool = True, day=None) -> dict:
+                   baselines: bool = True, day=None, encoder=None) -> dict:
     """Score the model (if given), the baselines (if asked) and the oracle (if truth is given) on one split."""
-    from liveloop.model.text import user_contexts
+    from liveloop.model.vectors import TextEncoder
 
     scorers: list = []
-    contexts = None
-    needs_text = model_dir is not None or baselines
-    if needs_text:
-        log.info("building user contexts for %d users", len(split.user_ids))
-        contexts = user_contexts(split.history["events"], split.history["items"], split.as_of,
-                                 max_events=cfg.model.history_events)
+    if model_dir is not None or baselines:
+        encoder = encoder or TextEncoder(cfg.model.encoder, Path(cfg.paths.state) / "vectors")
     if model_dir is not None:
         from liveloop.model.recommender import Recommender
 
-        scorers.append(RecommenderScorer(MODEL, Recommender.load(model_dir), split, contexts))
+        scorers.append(RecommenderScorer(MODEL, Recommender.load(model_dir, encoder=encoder), split))
     if baselines:
-        from liveloop.model.recommender import Recommender
-
         log.info("fitting ID baselines on %d history events", len(split.history["events"]))
         scorers += id_baselines(split.history["events"], split.as_of, cfg.evaluate, cfg.seed)
-        frozen = Recommender.from_config(cfg.model, seed=cfg.seed)
-        scorers.append(RecommenderScorer(FROZEN, frozen, split, contexts, repeat=False))
+        scorers.append(FrozenEncoderScorer(encoder, split, cfg.model.history_window))
     if truth_dir is not None:
         scorers.append(OracleScorer(Path(truth_dir), day if day is not None else split.as_of))
     if not scorers:
@@ -255,6 +273,7 @@ def evaluate_split(cfg, split: EvalSplit, model_dir: Path | None, truth_dir: Pat
         k = min(cfg.evaluate.ks)
         oracle = result["models"][ORACLE][f"ndcg@{k}"]
         result["comparison"]["model_over_oracle"] = result["models"][MODEL][f"ndcg@{k}"] / oracle if oracle else None
+    result["per_user"] = {name: [float(x) for x in values] for name, values in per_user.items()}
     return result
 
 

@@ -1,11 +1,11 @@
-"""Text builders, encoder loading and the two-tower Recommender.
+"""Text builders, user histories and the recommender (towers over cached text vectors + ranker).
 
 Torch-free names import eagerly; the torch-backed ones load on first use so `import liveloop.model` stays light.
 """
 
 from liveloop.model.text import UserContext, item_texts, user_contexts
 
-_LAZY = {"Recommender", "TwoTower", "ModelError", "load_encoder", "pick_device"}
+_LAZY = {"Recommender", "SeqTwoTower", "ModelError", "pick_device"}
 
 __all__ = ["UserContext", "item_texts", "user_contexts", *sorted(_LAZY)]
 

@@ -142,7 +142,7 @@ def _champion_signals(reference: list[dict], current: dict, reference_dirs: list
     model = model_signals.load_model(champion_dir)
     ref_side = model_signals.side_texts(reference, cfg, cfg.seed)
     cur_side = model_signals.side_texts([current], cfg, cfg.seed + 10)
-    if min(len(ref_side.user_contexts), len(cur_side.user_contexts)) >= MIN_TEXTS:
+    if min(len(ref_side.user_ids), len(cur_side.user_ids)) >= MIN_TEXTS:
         ref_scores = model_signals.score_summary(model, ref_side)
         cur_scores = model_signals.score_summary(model, cur_side)
         limits = {c: cfg.thresholds.prediction_drift for c in ref_scores.columns}

@@ -16,12 +16,12 @@ from liveloop.monitoring.frames import sample_list
 
 
 @dataclass
-class SideTexts:
-    """Sampled texts of one side (reference or current), with the user contexts needed to score them."""
+class Side:
+    """Sampled items and users of one side (reference or current), scored by the champion as it serves."""
 
+    tables: Tables
     item_ids: list[str]
-    item_texts: list[str]
-    user_contexts: list  # model.text.UserContext, one per sampled user
+    user_ids: list[str]
 
 
 def load_model(champion_dir: Path):
@@ -30,50 +30,41 @@ def load_model(champion_dir: Path):
     return Recommender.load(champion_dir)
 
 
-def side_texts(batches: list[Tables], cfg: DriftConfig, seed: int) -> SideTexts:
-    """Items and user behaviour of each batch on its own (a user's context never spans batches), sampled."""
-    from liveloop.model.text import item_texts, user_contexts
-
-    items: list[tuple[str, str]] = []
-    users: list = []
-    for tables in batches:
-        items += list(item_texts(tables["items"], tables["streams"]).items())
-        users += list(user_contexts(tables["events"], tables["items"]).values())
+def side_texts(batches: list[Tables], cfg: DriftConfig, seed: int) -> Side:
+    """Items and users of the batches, sampled (a user's state is taken at the end of the side)."""
+    tables = {name: pd.concat([b[name] for b in batches], ignore_index=True) for name in batches[0]}
+    tables["items"] = tables["items"].drop_duplicates("item_id", keep="last")
     n = cfg.embedding_sample
-    items = sample_list(items, n, seed)
-    return SideTexts(
-        item_ids=[i for i, _ in items],
-        item_texts=[t for _, t in items],
-        user_contexts=sample_list(users, n, seed + 1),
-    )
+    items = sample_list(sorted(set(tables["items"]["item_id"].astype(str))), n, seed)
+    users = sample_list(sorted(set(tables["events"]["user_id"].astype(str))), n, seed + 1)
+    return Side(tables, items, users)
 
 
-def score_summary(model, side: SideTexts) -> pd.DataFrame:
+def score_summary(model, side: Side) -> pd.DataFrame:
     """Per sampled user: the champion's best and mean score over the sampled items of the same side."""
-    user_vecs = model.encode_users([c.text for c in side.user_contexts])
-    scores = model.score(user_vecs, model.encode_items(side.item_texts), side.user_contexts, side.item_ids)
+    from liveloop.model.history import Histories
+    from liveloop.model.ranker import Popularity
+    from liveloop.model.scoring import CatalogueScorer
+
+    hist = Histories.from_events(side.tables["events"], side.tables["streams"])
+    scorer = CatalogueScorer.from_items(model, side.tables["items"], Popularity.from_histories(hist), item_ids=side.item_ids)
+    t = int(hist.ts.max()) + 1 if len(hist.ts) else 0
+    states = [hist.state_at(u, t, model.config.history_window) for u in side.user_ids]
+    vecs = scorer.user_vectors(states)
+    cand = np.arange(len(side.item_ids))
+    scores = np.stack([scorer.scores(s, v, cand, None, t) for s, v in zip(states, vecs)])
     return pd.DataFrame({"top_score": scores.max(axis=1), "mean_score": scores.mean(axis=1)})
 
 
 def ndcg_on(model, history: Tables, test: Tables, cfg: DriftConfig) -> float:
-    """Mean NDCG@k of the model on `test` with `history` as context (the evaluation helper's next-window protocol)."""
+    """Mean NDCG@k of the model on `test` with `history` as context (the evaluation's next-window protocol)."""
+    from liveloop.evaluation.evaluate import RecommenderScorer
     from liveloop.evaluation.metrics import ndcg
     from liveloop.evaluation.protocol import next_window
-    from liveloop.model.text import UserContext, item_texts, user_contexts
 
     split = next_window(history, test, max_users=cfg.eval_users, seed=cfg.seed)
-    contexts = user_contexts(split.history["events"], split.history["items"], as_of=split.as_of,
-                             max_events=model.config.history_events)
-    user_ctx = [contexts.get(u, UserContext(text="no history")) for u in split.user_ids]
-    texts = item_texts(split.history["items"], split.history["streams"])
-    candidates = [c for c in split.candidate_ids if c in texts]
-    scores = model.score(
-        model.encode_users([c.text for c in user_ctx]),
-        model.encode_items([texts[c] for c in candidates]),
-        user_ctx,
-        candidates,
-    )
-    position = {c: i for i, c in enumerate(candidates)}
+    scores = RecommenderScorer("champion", model, split).score(split.user_ids, split.candidate_ids)
+    position = {c: i for i, c in enumerate(split.candidate_ids)}
     ranks = []
     for row, targets in zip(scores, split.targets):
         order = np.empty(len(row), dtype=np.int64)

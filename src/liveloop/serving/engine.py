@@ -21,10 +21,8 @@ from liveloop.serving.batching import EncodeBatcher
 from liveloop.serving.feedback import FeedbackLog
 from liveloop.serving.index import CatalogError, ItemIndex, resolve_now
 from liveloop.serving.package import (HISTORY_FILE, INDEX_FILE, ITEMS_FILE, MODEL_DIR, PACKAGE_FILE,
-                                      POPULARITY_FILE, STREAMS_FILE)
+                                      POPULARITY_FILE, ROOMS_FILE, STREAMS_FILE)
 from liveloop.serving.state import Profile, UserStates, build_profile
-
-NO_HISTORY = "no history"  # the user-tower text of a user without behaviour (same as liveloop.model.text)
 REASON_VERBS = {"bought": "bought", "carted": "added to cart", "clicked": "clicked"}
 COLD_REASON = "popular in live rooms now"
 GENERIC_REASON = "matches your recent activity"  # the user only commented: nothing to point at
@@ -43,40 +41,70 @@ class ServingState:
     users: UserStates
     batcher: EncodeBatcher
     serve: ServeConfig
+    item_base: dict  # item_id -> frozen text vector (the user tower's vocabulary), grows with /items
+    host_of: dict  # stream_id -> host_id of every known room
+    popularity: object  # liveloop.model.ranker.Popularity: positives over time, grows with /feedback
     write_lock: threading.Lock = field(default_factory=threading.Lock)
+    _scorer: tuple | None = None  # (index it was built for, CatalogueScorer)
 
     @property
     def version(self) -> str:
         return self.meta.get("model_version") or self.tag
+
+    def scorer(self):
+        """The model bound to the current catalogue snapshot (rebuilt when /items swaps in a new index)."""
+        from liveloop.model.ranker import ItemTable
+        from liveloop.model.scoring import CatalogueScorer
+
+        index, cached = self.index, self._scorer
+        if cached is not None and cached[0] is index:
+            return cached[1]
+        ids = [str(i) for i in index.item_ids]
+        base = np.stack([self.item_base[i] for i in ids]) if ids else np.zeros((0, index.dim), np.float32)
+        table = ItemTable.build(index.items.reset_index(drop=True), ids, base, index.vectors,
+                                self.model.stats.get("repeat_share", {}))
+        scorer = CatalogueScorer(self.model, table, self.popularity)
+        self._scorer = (index, scorer)
+        return scorer
+
+    def live_hosts(self, rows: np.ndarray) -> np.ndarray:
+        """Host of the room showing each item row now ("" when none)."""
+        index = self.index
+        live = index.streams.loc[index.streams["stream_id"].isin(index.live_streams)]
+        host = {}
+        for h, ids in zip(live["host_id"].astype(str), live["item_ids"]):
+            for i in ids:
+                host.setdefault(str(i), h)
+        return np.array([host.get(str(i), "") for i in index.item_ids[rows]], dtype=object)
 
 
 def load_state(model_path: str | Path, tag: str, serve: ServeConfig, device: str = "auto") -> ServingState:
     """Everything for one packaged model: recommender, item index at "now", user histories, encode batcher."""
     from safetensors.numpy import load_file
 
+    from liveloop.model.history import Histories
+    from liveloop.model.ranker import Popularity
     from liveloop.model.recommender import Recommender
 
     path = Path(model_path)
     model = Recommender.load(path / MODEL_DIR, device=device)
-    vectors = load_file(str(path / INDEX_FILE))["item_vectors"]
+    arrays = load_file(str(path / INDEX_FILE))
     items = pd.read_parquet(path / ITEMS_FILE)
     streams = pd.read_parquet(path / STREAMS_FILE)
     streams["item_ids"] = streams["item_ids"].map(list)
-    index = ItemIndex.build(items, vectors, streams, resolve_now(serve.now, streams), serve.ann_threshold)
-    users = UserStates(pd.read_parquet(path / HISTORY_FILE), json.loads((path / POPULARITY_FILE).read_text()),
-                       serve.history_events_per_user)
-    return ServingState(tag, json.loads((path / PACKAGE_FILE).read_text()), model, index, users,
-                        EncodeBatcher(lambda texts: encode_users(model, texts), serve.max_batch_rows), serve)
-
-
-def encode_users(model, texts: list[str]) -> np.ndarray:
-    """User-tower encode; bf16 autocast on a GPU, plain fp32 on CPU."""
-    import torch
-
-    if model.device.type == "cuda":
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            return model.encode_users(texts, batch_size=len(texts))
-    return model.encode_users(texts, batch_size=max(1, len(texts)))
+    index = ItemIndex.build(items, arrays["item_vectors"], streams, resolve_now(serve.now, streams), serve.ann_threshold)
+    rooms = pd.read_parquet(path / ROOMS_FILE)
+    host_of = dict(zip(rooms["stream_id"].astype(str), rooms["host_id"].astype(str)))
+    host_of.update(zip(streams["stream_id"].astype(str), streams["host_id"].astype(str)))
+    history = pd.read_parquet(path / HISTORY_FILE)
+    users = UserStates(history, json.loads((path / POPULARITY_FILE).read_text()), model.config.history_window,
+                       serve.history_keep_events)
+    popularity = Popularity.from_histories(Histories.from_events(history, None))
+    item_base = dict(zip(items["item_id"].astype(str), arrays["item_base"]))
+    state = ServingState(tag, json.loads((path / PACKAGE_FILE).read_text()), model, index, users, None, serve,
+                         item_base, host_of, popularity)
+    state.batcher = EncodeBatcher(lambda states: state.scorer().user_vectors(states), serve.max_batch_rows)
+    return state
 
 
 # ----- requests ---------------------------------------------------------------------------------------------------
@@ -120,22 +148,23 @@ def parse_ts(value, default: pd.Timestamp) -> pd.Timestamp:
 
 
 async def user_profile(state: ServingState, user_id: str, recent: list[dict] | None):
-    """(profile or None, vector): cached, from stored behaviour plus request events, or the no-history text."""
+    """(profile or None, vector): cached, from stored behaviour plus request events; no history -> a zero vector."""
     index = state.index
     if recent is not None:
         events = state.users.events(user_id) + recent
-        profile = build_profile(events, index.titles, index.now, state.serve.history_events_per_user)
+        profile = build_profile(events, state.host_of, index.now, state.users.window)
     else:
         cached = state.users.cached(user_id)
         if cached is not None:
             return cached
-        profile, generation = state.users.profile(user_id, index.titles, index.now)
+        profile, generation = state.users.profile(user_id, state.host_of, index.now)
         if profile is not None:
-            vector = (await state.batcher.encode([profile.context.text]))[0]
+            vector = (await state.batcher.encode([profile.state]))[0]
             state.users.remember(user_id, profile, vector, generation)
             return profile, vector
-    text = profile.context.text if profile is not None else NO_HISTORY
-    return profile, (await state.batcher.encode([text]))[0]
+    if profile is None:
+        return None, np.zeros(index.dim, dtype=np.float32)
+    return profile, (await state.batcher.encode([profile.state]))[0]
 
 
 async def recommend(state: ServingState, user_id: str, k: int, stream_id: str | None = None,
@@ -178,9 +207,11 @@ def popular(state: ServingState, index: ItemIndex, k: int, within: np.ndarray | 
 
 def rank(state: ServingState, index: ItemIndex, profile: Profile | None, vector: np.ndarray, k: int,
          within: np.ndarray | None) -> list[dict]:
-    """Retrieve k + margin by dot product, add the available history items, rescore with the repeat bonus, cut to k."""
+    """Retrieve k + margin by dot product, add the available history items, rank them with the model's ranker."""
+    from liveloop.model.history import EMPTY_STATE
+
     rows, _ = index.top(vector, k + state.serve.retrieval_margin, within)
-    history = [i for i in (profile.context.item_counts if profile else {}) if i in index.row_of]
+    history = [i for i in (profile.state.item_counts if profile else {}) if i in index.row_of]
     if history:
         hist_rows = index.rows(history)
         allowed = index.available[hist_rows] if within is None else np.isin(hist_rows, within)
@@ -188,9 +219,9 @@ def rank(state: ServingState, index: ItemIndex, profile: Profile | None, vector:
     if len(rows) == 0:
         return []
     ids = index.item_ids[rows]
-    contexts = [profile.context] if profile else None
-    scores = state.model.score(vector[None, :], index.vectors[rows], contexts, list(ids) if profile else None)[0]
-    order = np.argsort(-scores)[:k]
+    user_state = profile.state if profile else EMPTY_STATE
+    scores = state.scorer().scores(user_state, vector, rows, state.live_hosts(rows), index.now.value)
+    order = np.argsort(-scores, kind="stable")[:k]
     reasons = explain(index, profile, rows[order])
     return [{"item_id": ids[o], "title": index.titles[ids[o]], "score": float(scores[o]), "reason": r}
             for o, r in zip(order, reasons)]
@@ -221,8 +252,11 @@ async def score(state: ServingState, user_id: str, item_ids: list[str]) -> dict:
         rows = index.rows(item_ids)
     except CatalogError as exc:
         raise RequestError(str(exc)) from None
-    _, vector = await user_profile(state, user_id, None)
-    probs = state.model.ctr(vector[None, :], index.vectors[rows])[0]
+    from liveloop.model.history import EMPTY_STATE
+
+    profile, vector = await user_profile(state, user_id, None)
+    probs = state.scorer().ctr(profile.state if profile else EMPTY_STATE, vector, rows, state.live_hosts(rows),
+                               index.now.value)
     return {"user_id": user_id, "model_version": state.version,
             "scores": [{"item_id": i, "ctr": float(p)} for i, p in zip(item_ids, probs)]}
 
@@ -243,8 +277,20 @@ def add_feedback(state: ServingState, log: FeedbackLog, events: list[dict]) -> d
     frame = pd.DataFrame(event_records(state, events), columns=list(COLUMNS["events"]))
     frame["ts"] = frame["ts"].astype("datetime64[ns]")
     log.append([{"kind": "event", **r} for r in json_records(frame)])
-    state.users.add(frame)
+    with state.write_lock:
+        take_behaviour(state, frame)
     return {"accepted": len(frame), "event_ids": list(frame["event_id"])}
+
+
+def take_behaviour(state: ServingState, frame: pd.DataFrame) -> None:
+    """New events into the user store and the popularity the ranker reads (duplicates by event_id ignored)."""
+    from liveloop.data.schema import positive_mask
+
+    fresh = state.users.add(frame)
+    added = fresh.loc[positive_mask(fresh)]
+    if len(added):
+        state.popularity.add(added["item_id"].astype(str).to_numpy(),
+                             pd.to_datetime(added["ts"]).to_numpy("datetime64[ns]").astype(np.int64))
 
 
 def upsert_items(state: ServingState, log: FeedbackLog | None, items: list[dict]) -> dict:
@@ -261,14 +307,14 @@ def upsert_items(state: ServingState, log: FeedbackLog | None, items: list[dict]
         raise RequestError(f"unknown stream_id(s) {unknown[:10]}")
     with state.write_lock:
         index = state.index
-        shown_in = index.streams.set_index("stream_id")["title"].to_dict()
-        rooms = pd.DataFrame({"title": [shown_in[s] for s in frame["stream_id"].dropna()],
-                              "start": index.now, "item_ids": [[i] for i in frame.loc[frame["stream_id"].notna(), "item_id"]]})
-        texts = item_texts(frame, rooms)
-        vectors = state.model.encode_items([texts[i] for i in frame["item_id"]])
+        texts = item_texts(frame)
+        base = state.model.base_vectors([texts[i] for i in frame["item_id"]])
+        vectors = state.model.item_vectors(base)
         links = frame.dropna(subset=["stream_id"]).groupby("stream_id")["item_id"].apply(list).to_dict()
         availability = dict(zip(frame["item_id"], frame["available"]))
         if log is not None:
             log.append([{"kind": "item", **r} for r in json_records(frame[[*COLUMNS["items"], "stream_id"]])])
-        state.index = index.with_items(frame, vectors, availability, links)
+        new_index = index.with_items(frame, vectors, availability, links)
+        state.item_base = {**state.item_base, **dict(zip(frame["item_id"].astype(str), base))}
+        state.index = new_index
     return {"upserted": len(frame), "live_items": state.index.n_live}

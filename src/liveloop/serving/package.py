@@ -2,10 +2,11 @@
 
 Model folder layout (all safetensors / JSON / parquet, no pickle):
   model/               the champion model dir (weights, config.json, state.json, encoder/ tokenizer)
-  index.safetensors    item_vectors [n, d] float32, row i = items.parquet row i
+  index.safetensors    item_vectors [n, d] (item tower) and item_base [n, d] (frozen text vectors), row i = items row i
   items.parquet        the catalog (schema columns)
   streams.parquet      the latest accepted batch's live rooms (start, end, item_ids): availability
-  history.parquet      each user's recent behaviour events (user-tower context, repeat features)
+  rooms.parquet        every accepted room's host (so a user's history knows whose rooms they bought in)
+  history.parquet      each user's recent behaviour events (user-tower sequence, ranker counts)
   popularity.json      item_id -> positive interactions (cold start)
   package.json         model version, data hashes, serve config
 """
@@ -24,6 +25,7 @@ from liveloop.workspace import Workspace
 MODEL_NAME = "liveloop-recommender"
 BENTO_NAME = "liveloop"
 MODEL_DIR, INDEX_FILE, ITEMS_FILE, STREAMS_FILE = "model", "index.safetensors", "items.parquet", "streams.parquet"
+ROOMS_FILE = "rooms.parquet"
 HISTORY_FILE, POPULARITY_FILE, PACKAGE_FILE = "history.parquet", "popularity.json", "package.json"
 SKIPPED_MODEL_FILES = {"optimizer.safetensors"}  # training state the service never reads
 REPO = Path(__file__).resolve().parents[3]
@@ -50,7 +52,7 @@ def save_champion_model(cfg: Config, ws: Workspace) -> str:
     from liveloop.model.recommender import Recommender
     from liveloop.model.text import item_texts
     from liveloop.registry import champion_dir, champion_version
-    from liveloop.serving.state import KEEP_FACTOR, behaviour_events, positive_counts
+    from liveloop.serving.state import behaviour_events, positive_counts
 
     source = champion_dir(ws)
     if source is None:
@@ -61,11 +63,12 @@ def save_champion_model(cfg: Config, ws: Workspace) -> str:
     history = concat_batches(batches)
     latest_streams = read_batch(batches[-1])["streams"]
     items = history["items"]
-    model = Recommender.load(source)
-    vectors = model.encode_items(list(item_texts(items, history["streams"]).values()))
+    model = Recommender.load(source, cache_dir=ws.state / "vectors")
+    texts = item_texts(items)
+    base = model.base_vectors([texts[i] for i in items["item_id"].astype(str)])
+    vectors = model.item_vectors(base)
     behaviour = behaviour_events(history["events"]).sort_values("ts")
-    keep = KEEP_FACTOR * cfg.serve.history_events_per_user
-    behaviour = behaviour.groupby("user_id", sort=False).tail(keep)
+    behaviour = behaviour.groupby("user_id", sort=False).tail(cfg.serve.history_keep_events)
     data_hashes = {b.name: batch_hash(b) for b in batches}
     combined = hashlib.sha256(json.dumps(data_hashes, sort_keys=True).encode()).hexdigest()
     version = champion_version(ws)
@@ -73,9 +76,10 @@ def save_champion_model(cfg: Config, ws: Workspace) -> str:
     with bentoml.models.create(MODEL_NAME, labels=labels, metadata={"data_hashes": data_hashes}) as stored:
         out = Path(stored.path)
         shutil.copytree(source, out / MODEL_DIR, ignore=lambda _d, names: [n for n in names if n in SKIPPED_MODEL_FILES])
-        save_file({"item_vectors": vectors}, str(out / INDEX_FILE))
+        save_file({"item_vectors": vectors, "item_base": base}, str(out / INDEX_FILE))
         items.to_parquet(out / ITEMS_FILE, index=False)
         latest_streams.to_parquet(out / STREAMS_FILE, index=False)
+        history["streams"][["stream_id", "host_id"]].drop_duplicates("stream_id").to_parquet(out / ROOMS_FILE, index=False)
         behaviour.to_parquet(out / HISTORY_FILE, index=False)
         (out / POPULARITY_FILE).write_text(json.dumps(positive_counts(history["events"])))
         (out / PACKAGE_FILE).write_text(json.dumps({

@@ -177,7 +177,7 @@ class LiveRecommender:
 
     def reload_if_newer(self) -> bool:
         """Load the newest packaged model off to the side, carry session state over, swap one reference."""
-        from liveloop.serving.engine import load_state, upsert_items
+        from liveloop.serving.engine import load_state, take_behaviour, upsert_items
         from liveloop.serving.index import resolve_now
 
         latest = bentoml.models.get(f"{MODEL_NAME}:latest")
@@ -189,7 +189,7 @@ class LiveRecommender:
         fresh = load_state(latest.path, str(latest.tag), self.serve_cfg)
         with self._swap_lock:
             old = self.state
-            fresh.users.add(old.users.feedback_events())
+            take_behaviour(fresh, old.users.feedback_events())
             if self._session_items:
                 upsert_items(fresh, None, self._session_items)
             self.state = fresh

@@ -1,7 +1,8 @@
 """Per-user serving state: recent behaviour, cached user-tower vectors, live popularity for cold start.
 
 A user's cached (profile, vector) is dropped the moment feedback for that user arrives, so the next /recommend
-re-encodes the new behaviour. One lock guards the dicts; encoding happens outside it.
+re-encodes the new behaviour. One lock guards the dicts; encoding happens outside it. The user's state is computed
+by liveloop.model.history, the same code training and evaluation use.
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ import numpy as np
 import pandas as pd
 
 from liveloop.data.schema import POSITIVE_EVENT_TYPES, positive_mask
-from liveloop.model.text import COMMENT_CHARS, DAY, RETURN_VERB, VERBS, UserContext
+from liveloop.model.history import TYPE_CODES, Histories, UserState
 
-BEHAVIOUR_COLUMNS = ["event_id", "ts", "user_id", "item_id", "event_type", "text", "quantity"]
-KEEP_FACTOR = 5  # events kept per user = KEEP_FACTOR x the text window, so repeat counts see further back
+BEHAVIOUR_COLUMNS = ["event_id", "ts", "user_id", "item_id", "stream_id", "event_type", "text", "quantity", "price"]
+VERB = {"purchase": "bought", "add_to_cart": "carted", "click": "clicked"}
 
 
 def behaviour_events(events: pd.DataFrame) -> pd.DataFrame:
-    """Only the events that shape a user's context (clicks, carts, purchases, comments)."""
-    return events.loc[events["event_type"].isin(list(VERBS)), BEHAVIOUR_COLUMNS]
+    """Only the events that shape a user's state (clicks, carts, purchases, comments)."""
+    return events.loc[events["event_type"].isin(list(TYPE_CODES)), BEHAVIOUR_COLUMNS]
 
 
 def positive_counts(events: pd.DataFrame) -> dict[str, float]:
@@ -34,45 +35,32 @@ def positive_counts(events: pd.DataFrame) -> dict[str, float]:
 
 @dataclass
 class Profile:
-    context: UserContext  # what the user tower and the repeat bonus read
+    state: UserState  # what the user tower and the ranker read
     verbs: dict[str, str]  # item_id -> how the user last engaged with it ("bought"), for reasons
 
 
-def build_profile(events: list[dict], titles: Mapping[str, str], now: pd.Timestamp, max_events: int) -> Profile | None:
-    """One user's context from their behaviour records, rendered exactly as liveloop.model.text.user_contexts does.
-
-    A per-request path: the pandas version costs tens of milliseconds for a handful of events, this one microseconds
-    (tests check both give the same context). Every given event counts, also ones stamped after the service clock;
-    repeat recency is measured from max(now, newest event).
-    """
-    behaviour = sorted((e for e in events if e["event_type"] in VERBS), key=lambda e: pd.Timestamp(e["ts"]))
+def build_profile(events: list[dict], host_of: Mapping[str, str], now: pd.Timestamp, window: int) -> Profile | None:
+    """One user's profile from their behaviour records: the model's UserState just after max(now, newest event)."""
+    behaviour = [e for e in events if e["event_type"] in TYPE_CODES]
     if not behaviour:
         return None
-    ref = max(pd.Timestamp(now), pd.Timestamp(behaviour[-1]["ts"]))
-    fragments, counts, last_seen, verbs = [], {}, {}, {}
-    for e in behaviour:
+    hist = Histories.from_records(behaviour, dict(host_of))
+    newest = max(pd.Timestamp(e["ts"]) for e in behaviour)
+    t = max(pd.Timestamp(now), newest).value + 1  # every given event counts, also ones stamped after the clock
+    user = str(behaviour[0]["user_id"])
+    verbs: dict[str, str] = {}
+    for e in sorted(behaviour, key=lambda e: pd.Timestamp(e["ts"])):
         quantity = e.get("quantity")
-        returned = e["event_type"] == "purchase" and quantity is not None and quantity == quantity and quantity < 0
-        if e["event_type"] == "comment":
-            text = e.get("text")
-            said = text[:COMMENT_CHARS] if isinstance(text, str) else ""
-            fragments.append(f"{VERBS['comment']}: {said}")
-            continue
-        verb = RETURN_VERB if returned else VERBS[e["event_type"]]
-        fragments.append(f"{verb}: {titles.get(e['item_id'], 'an item')}")
-        if not returned and e["event_type"] in POSITIVE_EVENT_TYPES:
-            counts[e["item_id"]] = counts.get(e["item_id"], 0.0) + 1.0
-            last_seen[e["item_id"]] = pd.Timestamp(e["ts"])
-            verbs[e["item_id"]] = verb
-    text = "; ".join(fragments[-max_events:][::-1])
-    last_days = {i: max((ref - ts) / DAY, 0.0) for i, ts in last_seen.items()}
-    return Profile(UserContext(text=text, item_counts=counts, last_days=last_days), verbs)
+        returned = quantity is not None and quantity == quantity and quantity < 0
+        if e["event_type"] in POSITIVE_EVENT_TYPES and not returned:
+            verbs[str(e["item_id"])] = VERB[e["event_type"]]
+    return Profile(hist.state_at(user, t, window), verbs)
 
 
 class UserStates:
-    def __init__(self, history: pd.DataFrame, popularity: dict[str, float], max_events: int):
-        self.max_events = max_events
-        self._keep = KEEP_FACTOR * max_events
+    def __init__(self, history: pd.DataFrame, popularity: dict[str, float], window: int, keep: int):
+        self.window = window
+        self._keep = keep
         self._lock = threading.Lock()
         self._events: dict[str, list[dict]] = {}
         history = behaviour_events(history).sort_values("ts")
@@ -94,12 +82,12 @@ class UserStates:
     def cached(self, user_id: str) -> tuple[Profile, np.ndarray] | None:
         return self._cache.get(user_id)
 
-    def profile(self, user_id: str, titles: Mapping[str, str], now: pd.Timestamp) -> tuple[Profile | None, int]:
+    def profile(self, user_id: str, host_of: Mapping[str, str], now: pd.Timestamp) -> tuple[Profile | None, int]:
         """(profile from the stored behaviour, generation token for `remember`); None for a user without any."""
         with self._lock:
             events = list(self._events.get(user_id, ()))
             generation = self._versions.get(user_id, 0)
-        return build_profile(events, titles, now, self.max_events), generation
+        return build_profile(events, host_of, now, self.window), generation
 
     def remember(self, user_id: str, profile: Profile, vector: np.ndarray, generation: int) -> None:
         """Cache a user's vector unless feedback arrived while it was being encoded."""
@@ -107,8 +95,8 @@ class UserStates:
             if self._versions.get(user_id, 0) == generation:
                 self._cache[user_id] = (profile, vector)
 
-    def add(self, events: pd.DataFrame, from_feedback: bool = True) -> int:
-        """Append new behaviour (duplicates by event_id ignored), invalidate those users' vectors; returns #added."""
+    def add(self, events: pd.DataFrame, from_feedback: bool = True) -> pd.DataFrame:
+        """Append new behaviour (duplicates by event_id ignored), invalidate those users' vectors; returns the new rows."""
         with self._lock:
             fresh = events[~events["event_id"].isin(self._seen)].drop_duplicates("event_id")
             self._seen.update(fresh["event_id"])
@@ -120,7 +108,7 @@ class UserStates:
                 del user_events[: max(0, len(user_events) - self._keep)]
                 self._cache.pop(record["user_id"], None)
                 self._versions[record["user_id"]] = self._versions.get(record["user_id"], 0) + 1
-        return len(fresh)
+        return fresh
 
     def feedback_events(self) -> pd.DataFrame:
         """Behaviour that arrived through /feedback (carried into the state built for a reloaded model)."""

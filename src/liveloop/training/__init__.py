@@ -1,4 +1,4 @@
-"""Training: the loop, replay reservoir, checkpoints and DDP. `train()` is the one entry point."""
+"""Training: the loop (towers on cached vectors, then the ranker), checkpoints and DDP. `train()` is the one entry point."""
 
 from liveloop.training.loop import TrainError, TrainResult, train
 

@@ -1,23 +1,26 @@
-"""Training examples from batches: retrieval positives with the user's context before them, CTR pairs from impressions,
-and an index that answers "how often / how recently had this user interacted with that item at time t".
+"""Training data from batches, all on cached vectors: user-tower examples (the user's state just before each positive
+event, the item they took), ranking groups (a user's state at a cut in the day, the items live after it, what they
+took) and CTR rows (impressions, taken or not).
 
-Everything is rendered to text here once, so the training loop only samples rows and tokenizes.
+Earlier accepted batches within `train.context_days` supply history (and, for warm starts, replay examples);
+nothing here renders text or tokenizes.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from liveloop.config import ModelConfig, TrainConfig
+from liveloop.config import TrainConfig
 from liveloop.data.batches import batch_day, concat_batches, list_batches
-from liveloop.model.text import DAY, UserContext, behaviour_fragments, context_texts_at, item_texts
+from liveloop.data.schema import positive_mask
+from liveloop.model.history import Histories, UserState
+from liveloop.model.ranker import Popularity
 
-EXAMPLE_COLUMNS = ["user_id", "ts", "item_id", "user_text", "item_text", "weight", "history"]
+GRADES = {"click": 1.0, "add_to_cart": 2.0, "purchase": 3.0}
 
 
 class TrainDataError(ValueError):
@@ -26,101 +29,26 @@ class TrainDataError(ValueError):
 
 @dataclass
 class TrainingData:
-    examples: pd.DataFrame  # EXAMPLE_COLUMNS; history is None (looked up in `index`) for examples from new batches
-    ctr_pairs: pd.DataFrame  # user_text, item_text, label
-    index: "HistoryIndex"
-    item_texts: dict[str, str]  # item_id -> text for every item of the batches read (the catalogue stage 2 ranks)
-
-
-class HistoryIndex:
-    """Counts and recency of each (user, item) positive, answerable at any time t with one vectorised searchsorted."""
-
-    def __init__(self, behaviour: pd.DataFrame):
-        pos = behaviour[behaviour["positive"]]
-        self._users = {u: i for i, u in enumerate(pd.unique(pos["user_id"]))}
-        self._items = {it: i for i, it in enumerate(pd.unique(pos["item_id"]))}
-        self._base = pos["ts"].min() if len(pos) else pd.Timestamp(0)
-        days = ((pos["ts"] - self._base) / DAY).to_numpy(dtype=np.float64)
-        self._span = float(days.max()) + 2.0 if len(days) else 2.0
-        pair = pos["user_id"].map(self._users).to_numpy(np.int64) * len(self._items) + pos["item_id"].map(self._items).to_numpy(np.int64)
-        order = np.argsort(pair * self._span + days, kind="stable")
-        self._keys = (pair * self._span + days)[order]
-        self._days = days[order]
-        self._behaviour = pos
-        self._by_user: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
-
-    @property
-    def positives(self) -> pd.DataFrame:
-        """The positive behaviour rows (user_id, ts, item_id, ...) the index answers from."""
-        return self._behaviour
-
-    def lookup(self, user_ids, times, item_ids) -> tuple[np.ndarray, np.ndarray]:
-        """(count, days since last) of positives strictly before each time; count 0 where there were none."""
-        u = np.array([self._users.get(x, -1) for x in user_ids], dtype=np.int64)
-        i = np.array([self._items.get(x, -1) for x in item_ids], dtype=np.int64)
-        t = ((pd.to_datetime(pd.Series(times)) - self._base) / DAY).to_numpy(dtype=np.float64)
-        known = (u >= 0) & (i >= 0)
-        pair_base = np.where(known, u * len(self._items) + i, 0) * self._span
-        lo = np.searchsorted(self._keys, pair_base - 0.5, side="left")
-        hi = np.searchsorted(self._keys, pair_base + np.clip(t, -1.0, self._span - 1.0), side="left")
-        count = np.where(known, np.maximum(hi - lo, 0), 0)
-        last = self._days[np.clip(hi - 1, 0, max(len(self._days) - 1, 0))] if len(self._days) else np.zeros_like(t)
-        return count.astype(np.float32), np.where(count > 0, t - last, 0.0).astype(np.float32)
-
-    def snapshot(self, user_id: str, time: pd.Timestamp, max_items: int) -> str:
-        """JSON {item: [count, days since last]} of the user's `max_items` most recent past items (stored in replay)."""
-        if self._by_user is None:  # built on first use: only runs that update the replay need it
-            pos = self._behaviour
-            self._by_user = {
-                u: (g["ts"].to_numpy(), g["item_id"].to_numpy()) for u, g in pos.groupby("user_id", sort=False)
-            }
-        times, items = self._by_user.get(user_id, (np.array([], dtype="datetime64[ns]"), np.array([], dtype=object)))
-        cut = np.searchsorted(times, np.datetime64(pd.Timestamp(time)), side="left")
-        newest_first = items[:cut][::-1].astype(str)
-        if not len(newest_first):
-            return "{}"
-        keys, first, counts = np.unique(newest_first, return_index=True, return_counts=True)
-        keep = np.argsort(first, kind="stable")[:max_items]
-        last_ts = times[:cut][::-1][first[keep]]
-        days = (np.datetime64(pd.Timestamp(time)) - last_ts) / np.timedelta64(1, "D")
-        return json.dumps({str(keys[k]): [float(counts[k]), float(d)] for k, d in zip(keep, days)})
-
-
-def batch_contexts(rows: pd.DataFrame, item_ids: list[str], index: HistoryIndex) -> list[UserContext]:
-    """UserContext per sampled row, holding repeat features for the given (in-batch) items only."""
-    contexts = [UserContext(text) for text in rows["user_text"]]
-    fresh = np.flatnonzero(rows["history"].isna().to_numpy())
-    if len(fresh):
-        n = len(item_ids)
-        users = np.repeat(rows["user_id"].to_numpy()[fresh], n)
-        times = np.repeat(rows["ts"].to_numpy()[fresh], n)
-        count, days = index.lookup(users, times, np.tile(np.asarray(item_ids, dtype=object), len(fresh)))
-        for k, row in enumerate(fresh):
-            sl = slice(k * n, (k + 1) * n)
-            for item, c, d in zip(item_ids, count[sl], days[sl]):
-                if c > 0:
-                    contexts[row].item_counts[item] = float(c)
-                    contexts[row].last_days[item] = float(d)
-    for row in np.flatnonzero(rows["history"].notna().to_numpy()):
-        for item, (c, d) in json.loads(rows["history"].iloc[row]).items():
-            contexts[row].item_counts[item] = c
-            contexts[row].last_days[item] = d
-    return contexts
+    tables: dict  # items, streams, users, events of context + new batches
+    hist: Histories
+    popularity: Popularity
+    catalogue: list[str]  # every item id of the tables (the softmax vocabulary)
+    examples: pd.DataFrame  # user_id, ts (cut), day, item_id, grade, weight, replay (bool)
+    new_days: list  # dates of the batches trained on
+    context_days: list  # dates of the earlier batches read for history
 
 
 def context_batches(batch_dirs: list[Path], accepted_root: Path, context_days: int) -> list[Path]:
-    """Earlier accepted batches within `context_days` before the first training batch: read for user history only."""
+    """Earlier accepted batches within `context_days` before the first training batch: read for user history."""
     first = min(batch_day(d) for d in batch_dirs)
     names = {Path(d).resolve() for d in batch_dirs}
-    return [
-        d
-        for d in list_batches(accepted_root)
-        if d.resolve() not in names and 0 < (first - batch_day(d)).days <= context_days
-    ]
+    return [d for d in list_batches(accepted_root)
+            if d.resolve() not in names and 0 < (first - batch_day(d)).days <= context_days]
 
 
-def build_training_data(batch_dirs: list[Path], accepted_root: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, seed: int) -> TrainingData:
-    """Examples from the positives of `batch_dirs`; contexts may also use earlier accepted batches."""
+def build_training_data(batch_dirs: list[Path], accepted_root: Path, tc: TrainConfig, seed: int,
+                        replay: bool) -> TrainingData:
+    """Positives of `batch_dirs` as examples (+ replay positives from the context batches when `replay`)."""
     if not batch_dirs:
         raise TrainDataError("no batches given to train on")
     for d in batch_dirs:
@@ -130,48 +58,149 @@ def build_training_data(batch_dirs: list[Path], accepted_root: Path, model_cfg: 
             batch_day(d)
         except ValueError as exc:
             raise TrainDataError(str(exc)) from None
-    history = context_batches(batch_dirs, accepted_root, train_cfg.context_days)
+    history = context_batches(batch_dirs, accepted_root, tc.context_days)
     tables = concat_batches([*history, *batch_dirs])
-    new_events = concat_batches(batch_dirs)["events"]
-    behaviour = behaviour_fragments(tables["events"], tables["items"])
-    texts = item_texts(tables["items"], tables["streams"])
+    hist = Histories.from_events(tables["events"], tables["streams"])
+    catalogue = sorted(set(tables["items"]["item_id"].astype(str)))
+    new_start = pd.Timestamp(min(batch_day(d) for d in batch_dirs))
+    examples = cut_examples(tables["events"], tc)
+    examples = examples.loc[examples["item_id"].isin(set(catalogue))].reset_index(drop=True)
+    weights = {3.0: tc.purchase_weight, 2.0: tc.cart_weight, 1.0: tc.click_weight}
+    examples["weight"] = examples["grade"].map(weights).to_numpy(np.float32)
+    examples["replay"] = examples["ts"] < new_start
+    if not replay:
+        examples = examples.loc[~examples["replay"]]
+    rng = np.random.default_rng([seed, 1])
+    fresh, old = examples.loc[~examples["replay"]], examples.loc[examples["replay"]]
+    n_old = min(len(old), int(len(fresh) * tc.replay_ratio / max(1e-9, 1 - tc.replay_ratio))) if replay else 0
+    if len(fresh) + n_old > tc.max_examples:  # keep the newest examples, replay in proportion
+        n_old = min(n_old, int(tc.max_examples * tc.replay_ratio)) if replay else 0
+        fresh = fresh.iloc[-(tc.max_examples - n_old):]
+    old = old.iloc[np.sort(rng.choice(len(old), n_old, replace=False))] if n_old else old.iloc[:0]
+    examples = pd.concat([old, fresh]).sort_values("ts", kind="stable").reset_index(drop=True)
+    return TrainingData(tables, hist, Popularity.from_histories(hist), catalogue, examples,
+                        sorted({batch_day(d) for d in batch_dirs}), sorted({batch_day(d) for d in history}))
 
-    weights = {"purchase": train_cfg.purchase_weight, "add_to_cart": train_cfg.cart_weight, "click": train_cfg.click_weight}
-    qty = new_events["quantity"].astype("float64")
-    pos = new_events[new_events["event_type"].isin(list(weights)) & (qty.isna() | (qty > 0))]
-    pos = pos[pos["item_id"].astype(str).isin(texts.keys())]
-    examples = pd.DataFrame(
-        {
-            "user_id": pos["user_id"].astype(str).to_numpy(),
-            "ts": pd.to_datetime(pos["ts"]).to_numpy(),
-            "item_id": pos["item_id"].astype(str).to_numpy(),
-            "user_text": context_texts_at(behaviour, pos["user_id"], pos["ts"], model_cfg.history_events),
-            "item_text": pos["item_id"].astype(str).map(texts).to_numpy(),
-            "weight": pos["event_type"].map(weights).to_numpy(dtype=np.float32),
-            "history": None,
-        }
-    )
-    ctr_pairs = _ctr_pairs(new_events, behaviour, texts, model_cfg, train_cfg, seed)
-    return TrainingData(examples, ctr_pairs, HistoryIndex(behaviour), texts)
+
+def live_masks(data: TrainingData, examples: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """([cuts, catalogue] bool: items live after each cut until the day ends, [examples] cut index).
+
+    The towers' softmax runs over these (LiveRec's availability), so they cannot learn "what is on today" instead
+    of taste; without rooms every item is a candidate."""
+    col = {item: j for j, item in enumerate(data.catalogue)}
+    keys = list(dict.fromkeys(zip(examples["ts"], examples["day"])))
+    index = {k: g for g, k in enumerate(keys)}
+    masks = np.ones((len(keys), len(col)), dtype=bool)
+    if not data.tables["streams"].empty:
+        for g, (t, day) in enumerate(keys):
+            live = live_after(data.tables["streams"], pd.Timestamp(t), pd.Timestamp(day) + pd.Timedelta(days=1))
+            if live:
+                masks[g] = False
+                masks[g, [col[i] for i in live if i in col]] = True
+    return masks, np.array([index[k] for k in zip(examples["ts"], examples["day"])], dtype=np.int64)
 
 
-def _ctr_pairs(events: pd.DataFrame, behaviour: pd.DataFrame, texts: dict[str, str], model_cfg: ModelConfig, train_cfg: TrainConfig, seed: int) -> pd.DataFrame:
-    """Impressions labelled 1 when the same user clicked the same item in the same room on the same day."""
-    imp = events[(events["event_type"] == "impression") & events["item_id"].astype(str).isin(texts.keys())]
-    if imp.empty or train_cfg.ctr_batch_size == 0:
-        return pd.DataFrame(columns=["user_text", "item_text", "label"])
-    if len(imp) > train_cfg.max_ctr_pairs:
-        imp = imp.sample(train_cfg.max_ctr_pairs, random_state=seed)
+def states_at(hist: Histories, user_ids, times, window: int) -> list[UserState]:
+    """The user state strictly before each (user, time)."""
+    ts = pd.to_datetime(pd.Series(times)).to_numpy("datetime64[ns]").astype(np.int64)
+    return [hist.state_at(str(u), int(t), window) for u, t in zip(user_ids, ts)]
 
-    def key(df: pd.DataFrame) -> pd.Series:
-        day = pd.to_datetime(df["ts"]).dt.strftime("%Y-%m-%d")
-        return df["user_id"].astype(str) + "\x1f" + df["item_id"].astype(str) + "\x1f" + df["stream_id"].astype("string").fillna("") + "\x1f" + day
 
-    clicked = set(key(events[events["event_type"] == "click"]))
-    return pd.DataFrame(
-        {
-            "user_text": context_texts_at(behaviour, imp["user_id"], imp["ts"], model_cfg.history_events),
-            "item_text": imp["item_id"].astype(str).map(texts).to_numpy(),
-            "label": key(imp).isin(clicked).to_numpy(dtype=np.float32),
-        }
-    )
+@dataclass
+class RankGroup:
+    user_id: str
+    t_ns: int
+    day: object
+    candidates: list[str]  # item ids
+    live_host: list[str]  # host of the room showing each candidate after the cut ("" unknown)
+    labels: np.ndarray  # grade per candidate (0 = not taken)
+
+
+def live_after(streams: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> dict[str, str]:
+    """item -> host of the first room showing it that is live at some point in [start, end)."""
+    if streams.empty:
+        return {}
+    live = streams.loc[(streams["end"] > start) & (streams["start"] < end)].sort_values("start")
+    out: dict[str, str] = {}
+    for host, ids in zip(live["host_id"].astype(str), live["item_ids"]):
+        for item in ids if ids is not None else ():
+            out.setdefault(str(item), host)
+    return out
+
+
+def cut_examples(events: pd.DataFrame, tc: TrainConfig) -> pd.DataFrame:
+    """The loop's question asked of every training day: at a cut in the day (quantiles `rank_cuts` of its event
+    times; 0 = the day's start), which items will each user take before the day ends?
+
+    One row per (user, cut, item taken after the cut): user_id, ts (the cut), day, item_id, grade (3 purchase,
+    2 cart, 1 click; the strongest). Both stages learn from these, so they learn what the gate measures, not
+    "the next event of the funnel" (a click's own cart a minute later)."""
+    pos = events.loc[positive_mask(events), ["user_id", "item_id", "ts", "event_type"]]
+    if pos.empty:
+        return pd.DataFrame(columns=["user_id", "ts", "day", "item_id", "grade"])
+    ts_all = pd.to_datetime(events["ts"])
+    day_of = ts_all.dt.normalize()
+    frames = []
+    for day, times in ts_all.groupby(day_of.to_numpy()):
+        in_day = pos.loc[pd.to_datetime(pos["ts"]).dt.normalize() == day]
+        for q in tc.rank_cuts:
+            cut = pd.Timestamp(times.quantile(q)) if q > 0 else pd.Timestamp(day)
+            after = in_day.loc[pd.to_datetime(in_day["ts"]) >= cut]
+            if after.empty:
+                continue
+            frames.append(pd.DataFrame({"user_id": after["user_id"].astype(str).to_numpy(), "ts": cut,
+                                        "day": pd.Timestamp(day).date(), "item_id": after["item_id"].astype(str).to_numpy(),
+                                        "grade": after["event_type"].map(GRADES).to_numpy(np.float64)}))
+    out = pd.concat(frames, ignore_index=True)
+    out = out.groupby(["user_id", "ts", "day", "item_id"], as_index=False, sort=False)["grade"].max()
+    return out.sort_values(["ts", "user_id"], kind="stable").reset_index(drop=True)
+
+
+def rank_groups(data: TrainingData, tc: TrainConfig, seed: int) -> list[RankGroup]:
+    """Ranking groups of the newest `rank_days` days: a user at a cut, the items live after it, what they took.
+
+    Without rooms, the candidates are the whole catalogue (the caller samples them down)."""
+    examples = cut_examples(data.tables["events"], tc)
+    if examples.empty:
+        return []
+    days = sorted(set(examples["day"]))[-tc.rank_days:]
+    examples = examples.loc[examples["day"].isin(set(days))]
+    streams = data.tables["streams"]
+    groups: list[RankGroup] = []
+    for (t, day), at_cut in examples.groupby(["ts", "day"], sort=True):
+        hosts = live_after(streams, pd.Timestamp(t), pd.Timestamp(day) + pd.Timedelta(days=1))
+        candidates = list(hosts) if hosts else data.catalogue
+        col = {item: j for j, item in enumerate(candidates)}
+        host_list = [hosts.get(c, "") for c in candidates]
+        for user, frame in at_cut.groupby("user_id", sort=True):
+            labels = np.zeros(len(candidates))
+            for item, grade in zip(frame["item_id"], frame["grade"]):
+                j = col.get(item)
+                if j is not None:
+                    labels[j] = max(labels[j], grade)
+            if labels.any():
+                groups.append(RankGroup(user, pd.Timestamp(t).value, day, candidates, host_list, labels))
+    if len(groups) > tc.max_rank_groups:  # keep the newest groups (the validation day among them)
+        groups = groups[-tc.max_rank_groups:]
+    return groups
+
+
+def ctr_rows(data: TrainingData, tc: TrainConfig, seed: int) -> pd.DataFrame:
+    """Impressions of the newest days: (user, time of the session's first impression, item, host, label).
+
+    Label 1 when the same user took the item (click / cart / purchase) in the same room that day."""
+    events = data.tables["events"]
+    imp = events.loc[events["event_type"] == "impression"]
+    if imp.empty:
+        return pd.DataFrame(columns=["user_id", "t", "item_id", "stream_id", "label"])
+    if len(imp) > tc.max_ctr_rows:
+        imp = imp.iloc[-tc.max_ctr_rows:]
+    taken = events.loc[positive_mask(events)]
+    key = lambda df: df["user_id"].astype(str) + "\x1f" + df["item_id"].astype(str) + "\x1f" + df["stream_id"].astype("string").fillna("")
+    took = set(key(taken))
+    session = imp["user_id"].astype(str) + "\x1f" + imp["stream_id"].astype("string").fillna("")
+    first = pd.to_datetime(imp["ts"]).groupby(session.to_numpy()).transform("min")
+    return pd.DataFrame({"user_id": imp["user_id"].astype(str).to_numpy(), "t": first.to_numpy(),
+                         "item_id": imp["item_id"].astype(str).to_numpy(),
+                         "stream_id": imp["stream_id"].astype("string").fillna("").astype(str).to_numpy(),
+                         "label": key(imp).isin(took).to_numpy(np.float64)})

@@ -1,10 +1,12 @@
 """The training loop, nanoGPT style: one function that reads top to bottom.
 
-init (resume > scratch | champion | path) -> data (new batches + replay) -> model/optimizer -> stage 1 step loop
-(sample, tokenize, forward, two losses, backward, clip, step, log, checkpoint) -> stage 2 (heads + score weights on
-cached encoder states, full softmax; liveloop.training.heads) -> final model dir -> replay update.
-Budget is `train.steps` optimiser steps, never epochs. Under torchrun each rank samples its own rows; rank 0 alone
-saves and logs.
+init (resume > scratch | champion | path) -> data (new batches + replay from the context window) -> cached vectors
+-> stage 1: the user/item towers on cached vectors, softmax over the catalogue, `train.steps` steps, the best step on
+a validation slice kept (step 0, the start, included) -> stage 2: the ranker (liveloop.training.ranking), kept only
+when it beats the retrieval order and the start's ranker on validation -> final model dir.
+
+Under torchrun each rank samples its own rows; rank 0 alone validates, saves and logs. Nothing here writes the
+replay set or any shared state: a rejected candidate changes nothing outside its own folder.
 """
 
 from __future__ import annotations
@@ -12,34 +14,35 @@ from __future__ import annotations
 import csv
 import json
 import math
-import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from liveloop.config import Config, TrainConfig
-from liveloop.model.recommender import STATE_FILE, WEIGHTS_FILE, ModelError, Recommender, TwoTower, repeat_features
+from liveloop.model.recommender import STATE_FILE, WEIGHTS_FILE, ModelError, Recommender
+from liveloop.model.ranker import repeat_shares
+from liveloop.model.scoring import CatalogueScorer
 from liveloop.registry import champion_dir
 from liveloop.training import distributed
 from liveloop.training.checkpoint import drop_checkpoints, latest_checkpoint, load_optimizer, save_checkpoint, save_model_dir
-from liveloop.training.examples import TrainDataError, batch_contexts, build_training_data
-from liveloop.training.heads import fit_score_heads, recent_popularity
-from liveloop.training.losses import ctr_loss, sampled_softmax_loss
-from liveloop.training.replay import load_replay, update_replay
+from liveloop.training.examples import TrainDataError, build_training_data, live_masks, states_at
+from liveloop.training.ranking import fit_ranker
 from liveloop.workspace import Workspace
 
 LOG_FILE = "train_log.csv"
-LOG_FIELDS = ["step", "loss", "retrieval_loss", "ctr_loss", "lr", "samples_per_s"]
-FINAL_LOSS_WINDOW = 5  # final_loss = mean of the last few steps (one step is noisy)
+LOG_FIELDS = ["step", "loss", "lr", "samples_per_s", "validation_ndcg"]
+FINAL_LOSS_WINDOW = 20
+VALIDATION_K = 10
+MIN_VALIDATION = 20
 
 
 class TrainError(ValueError):
-    """A training run cannot start: bad init_from, finished out dir, no examples, bad freeze depth."""
+    """A training run cannot start: bad init_from, finished out dir, no examples."""
 
 
 @dataclass
@@ -54,26 +57,17 @@ class TrainResult:
 
 
 class Objective(nn.Module):
-    """All losses in one forward, so DDP sees every trainable parameter used inside the module it wraps."""
+    """Softmax over the (sampled) catalogue for a batch of user sequences; the module DDP wraps."""
 
-    def __init__(self, net: TwoTower, ctr_weight: float):
+    def __init__(self, rec: Recommender):
         super().__init__()
-        self.net, self.ctr_weight = net, ctr_weight
+        self.net, self.rec = rec.net, rec
 
-    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
-        users, items = self.net(batch["user_inputs"], batch["item_inputs"])
-        # raw cosine / temperature: stage 1 learns the text representation at full sharpness; how much the text
-        # counts next to popularity and repeats (text_scale) is stage 2's job
-        logits = (users @ items.T).float() / self.net.temperature
-        rows = batch["bonus_rows"]
-        bonus = torch.zeros_like(logits).index_put((rows[:, 0], rows[:, 1]), self.net.bonus(batch["bonus_feats"]).float())
-        retrieval = sampled_softmax_loss(logits + bonus, batch["item_codes"], batch["weights"], batch["log_q"])
-        out = {"retrieval_loss": retrieval, "loss": retrieval}
-        if "ctr_user_inputs" in batch:
-            cu, ci = self.net(batch["ctr_user_inputs"], batch["ctr_item_inputs"])
-            out["ctr_loss"] = ctr_loss(self.net.ctr_logits_paired(cu, ci), batch["ctr_labels"])
-            out["loss"] = retrieval + self.ctr_weight * out["ctr_loss"]
-        return out
+    def forward(self, vecs, types, ages, mask, item_base, live, targets, weights) -> torch.Tensor:
+        users = self.net.users(vecs, types, ages, mask)
+        logits = (users @ self.net.items(item_base).T / self.net.temperature).masked_fill(~live, float("-inf"))
+        per_row = F.cross_entropy(logits.float(), targets, reduction="none")
+        return (per_row * weights).sum() / weights.sum()
 
 
 def data_versions(batch_dirs: list[Path]) -> dict[str, str | None]:
@@ -104,29 +98,12 @@ def resolve_init(init_from: str, ws: Workspace) -> tuple[Path | None, str]:
     return path, str(path)
 
 
-def freeze_lower_layers(net: TwoTower, k: int) -> None:
-    """Freeze the embeddings and the lowest k transformer layers (no gradient, no optimizer state)."""
-    n_layers = net.encoder.config.num_hidden_layers
-    if k > n_layers:
-        raise TrainError(f"train.freeze_layers={k} but the encoder has only {n_layers} layers")
-    if k == 0:
-        return
-    for name, param in net.encoder.named_parameters():
-        layer = re.search(r"layer\.(\d+)\.", name)
-        if "embeddings." in name or (layer is not None and int(layer.group(1)) < k):
-            param.requires_grad_(False)
-
-
 def lr_scale(step: int, cfg: TrainConfig) -> float:
     """Linear warmup, then cosine decay to 10% at the end of the budget."""
     if step < cfg.warmup_steps:
         return (step + 1) / (cfg.warmup_steps + 1)
     progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def _pick(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
-    return rng.choice(n, size=k, replace=n < k)
 
 
 def _read_log(path: Path) -> list[dict]:
@@ -143,8 +120,46 @@ def _write_log(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+def validation_rows(examples, share: float, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """(validation parts, rows held out of training): a seeded `share` of the newest day's users, all of their rows
+    that day held out (a user's cuts share most of their history, so holding out single rows would leak).
+
+    The parts are cuts at the day's start (cross-day taste) and later cuts (in-session reaction); steps are compared
+    on the mean of both, so a tower that learns one by forgetting the other is not kept."""
+    if examples.empty:
+        return [], np.zeros(0, dtype=np.int64)
+    newest = examples.loc[examples["day"] == examples["day"].max()]
+    users = np.array(sorted(set(newest["user_id"])), dtype=object)
+    rng = np.random.default_rng([seed, 4])
+    chosen = set(rng.choice(users, size=int(round(len(users) * share)), replace=False)) if len(users) else set()
+    held = newest.loc[newest["user_id"].isin(chosen)]
+    first = held.drop_duplicates(["user_id", "ts"], keep="first")
+    at_start = (first["ts"] == first["ts"].dt.normalize()).to_numpy()
+    rows = first.index.to_numpy(np.int64)
+    return [p for p in (rows[at_start], rows[~at_start]) if len(p)], held.index.to_numpy(np.int64)
+
+
+def tower_ndcg(rec: Recommender, inputs: dict, parts: list[torch.Tensor], item_base: torch.Tensor,
+               live: torch.Tensor, targets: torch.Tensor) -> float:
+    """Mean over the validation parts of NDCG@10 of the target among the items live at its cut (ties count against
+    it)."""
+    return float(np.mean([_ndcg(rec, inputs, rows, item_base, live, targets) for rows in parts]))
+
+
+def _ndcg(rec: Recommender, inputs: dict, rows: torch.Tensor, item_base: torch.Tensor, live: torch.Tensor,
+          targets: torch.Tensor) -> float:
+    with torch.no_grad():
+        rec.net.eval()
+        users = rec.net.users(*(inputs[k][rows] for k in ("vecs", "types", "ages", "mask")))
+        logits = (users @ rec.net.items(item_base).T).masked_fill(~live[rows], float("-inf"))
+        target = logits.gather(1, targets[rows][:, None])
+        rank = (logits >= target).sum(1).float()
+        gain = torch.where(rank <= VALIDATION_K, 1.0 / torch.log2(rank + 1.0), torch.zeros_like(rank))
+    return float(gain.mean())
+
+
 def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, out_dir: Path) -> TrainResult:
-    """Fine-tune on `batch_dirs` (+ replay) for train.steps steps into out_dir; resumes from out_dir's last checkpoint."""
+    """Update the recommender on `batch_dirs` (+ replay) into out_dir; resumes from out_dir's last checkpoint."""
     tc, mc, seed = cfg.train, cfg.model, cfg.seed
     out_dir = Path(out_dir)
     if (out_dir / STATE_FILE).exists() and json.loads((out_dir / STATE_FILE).read_text()).get("done"):
@@ -156,160 +171,164 @@ def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, ou
         raise TrainError(f"train.device: {exc}") from None
     try:
         # ---- init: resume beats init_from ------------------------------------------------------------------------
+        cache = ws.state / "vectors"
         resume = latest_checkpoint(out_dir)
         if resume is not None:
-            rec = Recommender.load(resume, device=str(dist.device))
+            rec = Recommender.load(resume, device=str(dist.device), cache_dir=cache)
             start_step, init_label, parent = rec.state["step"], rec.state["init_from"], rec.state.get("parent")
             seen_before = rec.state.get("parent_data_versions", {})
+            start_ranker = rec.state.get("start_ranker")
         else:
             source, init_label = resolve_init(init_from, ws)
-            torch.manual_seed(seed)
-            rec = Recommender.load(source, str(dist.device)) if source else Recommender.from_config(mc, str(dist.device))
+            rec = (Recommender.load(source, str(dist.device), cache_dir=cache) if source
+                   else Recommender.from_config(mc, str(dist.device), seed=seed, cache_dir=cache))
             start_step, parent = 0, (str(source) if source else None)
             seen_before = rec.state.get("all_data_versions", rec.state.get("data_versions", {})) if source else {}
+            start_ranker = rec.ranker.to_json() if rec.ranker is not None else None
         net = rec.net
 
-        # ---- data: new batches + replay ----------------------------------------------------------------------------
-        data = build_training_data([Path(d) for d in batch_dirs], ws.accepted, rec.config, tc, seed)
-        # replay mixes history into incremental updates only: a scratch model trains on exactly the given batches
-        # (so `dvc repro` rebuilds it from its declared inputs alone)
-        replay = load_replay(ws.replay)
-        replay = replay if tc.replay_ratio > 0 and parent is not None else replay.iloc[:0]
-        if data.examples.empty and replay.empty:
-            raise TrainDataError("the batches hold no click/add_to_cart/purchase events with a known item to learn from")
-        popularity = pd.concat([data.examples["item_id"], replay["item_id"]]).value_counts(normalize=True)
-        n_replay = round(tc.batch_size * tc.replay_ratio) if not replay.empty else 0
-        n_replay = tc.batch_size if data.examples.empty else n_replay
-        n_new = tc.batch_size - n_replay
-        use_ctr = tc.ctr_batch_size > 0 and tc.ctr_weight > 0 and len(data.ctr_pairs) > 0
+        # ---- data: examples on cached vectors --------------------------------------------------------------------
+        data = build_training_data([Path(d) for d in batch_dirs], ws.accepted, tc, seed, replay=parent is not None)
+        repeat = repeat_shares(data.hist, data.tables["items"])
+        scorer = CatalogueScorer.from_items(rec, data.tables["items"], data.popularity, repeat, item_ids=data.catalogue)
+        ex = data.examples
+        states = states_at(data.hist, ex["user_id"], ex["ts"], mc.history_window)
+        # the tower learns what is new to the user; items already in the history (the funnel's next step, repeats)
+        # are the ranker's job, with its count and recency features
+        keep = np.array([not s.empty and f"i:{item}" not in s.tokens and item not in s.item_counts
+                         for s, item in zip(states, ex["item_id"])])
+        ex, states = ex.loc[keep].reset_index(drop=True), [s for s, k in zip(states, keep) if k]
+        if ex.empty:
+            raise TrainDataError("the batches hold no click/add_to_cart/purchase event by a user with earlier history")
+        seq = rec.sequence_batch(states, scorer.item_base)
+        dev = dist.device
+        table = torch.as_tensor(seq["table"], device=dev)
+        inputs = {"vecs": table[torch.as_tensor(seq["rows"], device=dev)],
+                  "types": torch.as_tensor(seq["types"], device=dev), "ages": torch.as_tensor(seq["ages"], device=dev),
+                  "mask": torch.as_tensor(seq["mask"], device=dev)}
+        item_base = torch.as_tensor(scorer.table.base, device=dev)
+        targets = torch.as_tensor(ex["item_id"].map(scorer.table.row_of).to_numpy(np.int64), device=dev)
+        weights = torch.as_tensor(ex["weight"].to_numpy(np.float32), device=dev)
+        cut_masks, cut_of = live_masks(data, ex)
+        cut_masks, cut_of = torch.as_tensor(cut_masks, device=dev), torch.as_tensor(cut_of, device=dev)
+        cut_masks[cut_of, targets] = True  # a target taken from a room outside the window is still a target
+        val_parts, held = validation_rows(ex, tc.validation, seed)
+        n_val = sum(len(p) for p in val_parts)
+        n_val = n_val if n_val >= MIN_VALIDATION and len(ex) - len(held) >= MIN_VALIDATION else 0
+        train_rows = np.setdiff1d(np.arange(len(ex)), held) if n_val else np.arange(len(ex))
+        val_idx = [torch.as_tensor(part, device=dev) for part in val_parts]
 
         # ---- model + optimizer -------------------------------------------------------------------------------------
-        freeze_lower_layers(net, tc.freeze_layers)
-        net.ctr_head.requires_grad_(use_ctr)
-        for weight in (net.text_scale, net.popularity_weight):  # stage 1 never uses them (stage 2 fits them)
-            weight.requires_grad_(False)
-        encoder_params = [p for p in net.encoder.parameters() if p.requires_grad]
-        head_params = [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith("encoder.")]
-        optimizer = torch.optim.AdamW(
-            [{"params": encoder_params, "lr": tc.lr}, {"params": head_params, "lr": tc.head_lr}],
-            weight_decay=tc.weight_decay,
-        )
-        base_lrs = [tc.lr, tc.head_lr]
+        adapters = [p for n, p in net.named_parameters() if n.startswith(("item_adapter", "user_adapter"))]
+        others = [p for n, p in net.named_parameters() if not n.startswith(("item_adapter", "user_adapter"))]
+        # no decay on the adapters: they start at the identity (the pretrained geometry), decay would erode it
+        optimizer = torch.optim.AdamW([{"params": adapters, "weight_decay": 0.0},
+                                       {"params": others, "weight_decay": tc.weight_decay}], lr=tc.lr)
         if resume is not None:
             load_optimizer(optimizer, resume)
-        objective = Objective(net, tc.ctr_weight)
+        objective = Objective(rec)
         model = objective
         if dist.enabled:
-            model = nn.parallel.DistributedDataParallel(objective, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
+            model = nn.parallel.DistributedDataParallel(objective, device_ids=[dev.index] if dev.type == "cuda" else None)
         log_rows = _read_log(resume / LOG_FILE) if resume is not None else []
-        autocast = torch.autocast(device_type=dist.device.type, dtype=torch.bfloat16, enabled=tc.bf16)
+        autocast = torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=tc.bf16)
 
-        # ---- loop ----------------------------------------------------------------------------------------------------
-        net.train()
+        def snapshot() -> dict[str, torch.Tensor]:
+            return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+        def validate() -> float | None:
+            return tower_ndcg(rec, inputs, val_idx, item_base, cut_masks[cut_of], targets) if n_val and dist.is_master else None
+
+        best = before = validate() if start_step == 0 else rec.state.get("best_validation")
+        best_step = rec.state.get("best_step", 0) if resume is not None else 0
+        best_state = snapshot()
+        n_items = item_base.shape[0]
+
+        # ---- stage 1: the towers -------------------------------------------------------------------------------------
         steps = range(start_step, tc.steps)
-        if dist.is_master:
+        if dist.is_master and tc.steps > start_step:
             from tqdm.auto import tqdm
 
-            steps = tqdm(steps, initial=start_step, total=tc.steps, desc="training", unit="step")
+            steps = tqdm(steps, initial=start_step, total=tc.steps, desc="training towers", unit="step", mininterval=2)
         for step in steps:
             t0 = time.perf_counter()
             # per-step seeds: a resumed run samples exactly what the uninterrupted run would have
             rng = np.random.default_rng([seed, step, dist.rank])
             torch.manual_seed(seed * 100_003 + step * 101 + dist.rank)
-            for group, base in zip(optimizer.param_groups, base_lrs):
-                group["lr"] = base * lr_scale(step, tc)
-
-            parts = [data.examples.iloc[_pick(rng, len(data.examples), n_new)], replay.iloc[_pick(rng, len(replay), n_replay)]]
-            rows = pd.concat([part for part in parts if len(part)], ignore_index=True)
-            item_ids = rows["item_id"].astype(str).tolist()
-            bonus_rows, bonus_feats = repeat_features(batch_contexts(rows, item_ids, data.index), item_ids)
-            batch = {
-                "user_inputs": rec.tokenize(rows["user_text"].tolist()),
-                "item_inputs": rec.tokenize(rows["item_text"].tolist()),
-                "bonus_rows": torch.from_numpy(bonus_rows).to(dist.device),
-                "bonus_feats": torch.from_numpy(bonus_feats).to(dist.device),
-                "item_codes": torch.from_numpy(pd.factorize(rows["item_id"])[0]).to(dist.device),
-                "weights": torch.tensor(rows["weight"].to_numpy(np.float32), device=dist.device),
-                "log_q": torch.tensor(np.log(popularity.loc[item_ids].to_numpy(np.float32)), device=dist.device)
-                if tc.logq_correction
-                else None,
-            }
-            if use_ctr:
-                pairs = data.ctr_pairs.iloc[_pick(rng, len(data.ctr_pairs), tc.ctr_batch_size)]
-                batch["ctr_user_inputs"] = rec.tokenize(pairs["user_text"].tolist())
-                batch["ctr_item_inputs"] = rec.tokenize(pairs["item_text"].tolist())
-                batch["ctr_labels"] = torch.tensor(pairs["label"].to_numpy(np.float32), device=dist.device)
-
+            for group in optimizer.param_groups:
+                group["lr"] = tc.lr * lr_scale(step, tc)
+            batch = torch.as_tensor(rng.choice(train_rows, size=min(tc.batch_size, len(train_rows)), replace=False), device=dev)
+            batch_targets = targets[batch]
+            if n_items > tc.max_negatives:  # sampled softmax: the batch's targets plus uniform negatives
+                cols = torch.unique(torch.cat([batch_targets, torch.as_tensor(rng.choice(n_items, tc.max_negatives, replace=False), device=dev)]))
+                batch_targets = torch.searchsorted(cols, batch_targets)
+                cand, live = item_base[cols], cut_masks[cut_of[batch]][:, cols]
+            else:
+                cand, live = item_base, cut_masks[cut_of[batch]]
+            net.train()
             with autocast:
-                losses = model(batch)
+                loss = model(inputs["vecs"][batch], inputs["types"][batch], inputs["ages"][batch], inputs["mask"][batch],
+                             cand, live, batch_targets, weights[batch])
             optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], tc.grad_clip)
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
             optimizer.step()
-
             if dist.is_master:
-                dt = time.perf_counter() - t0
-                log_rows.append(
-                    {
-                        "step": step + 1,
-                        "loss": round(losses["loss"].item(), 6),
-                        "retrieval_loss": round(losses["retrieval_loss"].item(), 6),
-                        "ctr_loss": round(losses["ctr_loss"].item(), 6) if "ctr_loss" in losses else "",
-                        "lr": optimizer.param_groups[0]["lr"],
-                        "samples_per_s": round(tc.batch_size * dist.world_size / dt, 2),
-                    }
-                )
-                steps.set_postfix(loss=f"{losses['loss'].item():.3f}")
+                row = {"step": step + 1, "loss": round(loss.item(), 6), "lr": optimizer.param_groups[0]["lr"],
+                       "samples_per_s": round(len(batch) * dist.world_size / (time.perf_counter() - t0), 1),
+                       "validation_ndcg": ""}
+                if n_val and ((step + 1) % tc.eval_every == 0 or step + 1 == tc.steps):
+                    current = validate()
+                    row["validation_ndcg"] = round(current, 6)
+                    if current > best:
+                        best, best_state, best_step = current, snapshot(), step + 1
+                log_rows.append(row)
                 if (step + 1) % tc.checkpoint_every == 0 and step + 1 < tc.steps:
                     rec.state = {"step": step + 1, "init_from": init_label, "parent": parent, "done": False,
-                                 "parent_data_versions": seen_before}
+                                 "parent_data_versions": seen_before, "best_validation": best, "best_step": best_step,
+                                 "start_ranker": start_ranker}
                     ckpt = save_checkpoint(rec, optimizer, out_dir, step + 1)
                     _write_log(ckpt / LOG_FILE, log_rows)
             distributed.barrier(dist)
+        if n_val:  # the best step on validation, the start included: an update cannot make the tower worse there
+            net.load_state_dict(best_state)
+        net.eval()
 
-        # ---- final model dir + replay --------------------------------------------------------------------------------
-        heads = None
-        if dist.is_master:  # stage 2 + the popularity the model serves with
-            net.eval()
-            rec.item_popularity = recent_popularity(data.index.positives, mc.popularity_days)
-            if tc.head_steps and len(data.examples):
-                heads = fit_score_heads(rec, data, tc, mc.popularity_days, seed)
+        # ---- stage 2: the ranker + final model dir ----------------------------------------------------------------
         wall = time.perf_counter() - started
+        samples = (tc.steps - start_step) * min(tc.batch_size, len(train_rows)) * dist.world_size
+        versions = data_versions(batch_dirs)
         losses_seen = [float(r["loss"]) for r in log_rows]
         final_loss = float(np.mean(losses_seen[-FINAL_LOSS_WINDOW:])) if losses_seen else float("nan")
-        samples = (tc.steps - start_step) * tc.batch_size * dist.world_size
-        versions = data_versions(batch_dirs)
         if dist.is_master:
-            speeds = [float(r["samples_per_s"]) for r in log_rows]
+            # the item vectors moved in stage 1: the ranker reads the final ones
+            scorer = CatalogueScorer.from_items(rec, data.tables["items"], data.popularity, repeat, item_ids=data.catalogue)
+            rank_started = time.perf_counter()
+            ranker, rank_info = fit_ranker(scorer, data, tc, seed, start_ranker)
+            rec.ranker = ranker
+            rec.stats = {"repeat_share": {i: float(v) for i, v in zip(scorer.table.item_ids, scorer.table.repeat_share)
+                                          if np.isfinite(v)}}
+            speeds = [float(r["samples_per_s"]) for r in log_rows[-(tc.steps - start_step):]] if tc.steps > start_step else []
             rec.state = {
-                "step": tc.steps,
-                "done": True,
-                "init_from": init_label,
-                "parent": parent,
+                "step": tc.steps, "done": True, "init_from": init_label, "parent": parent,
                 "resumed_from": start_step if resume is not None else None,
-                "data_versions": versions,
-                "all_data_versions": {**seen_before, **versions},  # the whole lineage: what `liveloop train` skips
-                "seed": seed,
-                "train": tc.model_dump(mode="json"),
+                "data_versions": versions, "all_data_versions": {**seen_before, **versions},
+                "seed": seed, "train": tc.model_dump(mode="json"),
                 "metrics": {
-                    "final_loss": final_loss,
-                    "samples": samples,
-                    "wall_seconds": round(wall, 2),
+                    "final_loss": final_loss, "samples": samples, "wall_seconds": round(time.perf_counter() - started, 2),
+                    "tower_seconds": round(wall, 2), "ranker_seconds": round(time.perf_counter() - rank_started, 2),
                     "median_samples_per_s": float(np.median(speeds)) if speeds else None,
-                    "examples": len(data.examples),
-                    "replay_examples": len(replay),
-                    "ctr_pairs": len(data.ctr_pairs),
-                    "score_heads": asdict(heads) if heads else None,
-                    "score_weights": {"text_scale": net.text_scale.item(), "popularity_weight": net.popularity_weight.item()},
+                    "examples": len(ex), "replay_examples": int(ex["replay"].sum()),
+                    "validation_examples": n_val, "tower_validation_ndcg_start": before,
+                    "tower_validation_ndcg": best, "tower_best_step": best_step,
+                    "ranker": rank_info,
                 },
             }
             save_model_dir(rec, optimizer, out_dir)
             _write_log(out_dir / LOG_FILE, log_rows)
             drop_checkpoints(out_dir)
-            if tc.replay_size > 0 and not data.examples.empty:
-                update_replay(ws.replay, data.examples, data.index, tc.replay_size, rec.config.history_items, seed)
         distributed.barrier(dist)
-        return TrainResult(out_dir, tc.steps, samples, wall, final_loss, init_label, versions)
+        return TrainResult(out_dir, tc.steps, samples, time.perf_counter() - started, final_loss, init_label, versions)
     except ModelError as exc:
         raise TrainError(str(exc)) from None
     finally:

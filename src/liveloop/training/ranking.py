@@ -1,0 +1,208 @@
+"""Stage 2 of an update: the LightGBM ranker (lambdarank over the items live after a cut) and the CTR model (binary
+on impressions), both over `liveloop.model.ranker.pair_features` of the freshly trained towers.
+
+Each is fitted on the older groups and compared on the newest day's groups with what it would replace: the ranker
+against the plain retrieval order and the start model's ranker, the CTR model against the start model's; the better
+one is kept, so stage 2 never ships something worse than its start on validation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from liveloop.config import TrainConfig
+from liveloop.model.ranker import FEATURES, Ranker
+from liveloop.model.scoring import CatalogueScorer
+from liveloop.training.examples import TrainingData, ctr_rows, rank_groups
+
+K = 10
+MIN_GROUPS = 10
+HARD_SHARE = 0.5  # of the sampled candidates: the best by retrieval (hard negatives); the rest random
+
+
+def group_ndcg(scores: np.ndarray, labels: np.ndarray, sizes: np.ndarray, k: int = K) -> float:
+    """Mean binary NDCG@k over groups (label > 0 is relevant); ties are broken against the relevant items."""
+    out, start = [], 0
+    for n in sizes:
+        s, rel = scores[start:start + n], labels[start:start + n] > 0
+        start += n
+        if not rel.any():
+            continue
+        order = np.lexsort((rel, -s))[:k]  # by score desc, irrelevant first among ties
+        gains = rel[order] / np.log2(np.arange(2, len(order) + 2))
+        ideal = (1.0 / np.log2(np.arange(2, min(k, rel.sum()) + 2))).sum()
+        out.append(gains.sum() / ideal)
+    return float(np.mean(out)) if out else 0.0
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    from scipy.stats import rankdata
+
+    pos = labels > 0
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    ranks = rankdata(scores)
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def ece(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error over equal-width probability bins."""
+    edges = np.minimum((np.asarray(probs) * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        m = edges == b
+        if m.any():
+            total += m.sum() * abs(labels[m].mean() - probs[m].mean())
+    return float(total / max(1, len(labels)))
+
+
+def _sample(cand: np.ndarray, labels: np.ndarray, retrieval: np.ndarray, own: set[int], limit: int,
+            rng: np.random.Generator) -> np.ndarray:
+    """Candidate positions to keep: every taken and every own item, the best by retrieval, then random."""
+    if len(cand) <= limit:
+        return np.arange(len(cand))
+    must = np.flatnonzero((labels > 0) | np.isin(cand, list(own)))
+    hard = [j for j in np.argsort(-retrieval) if j not in set(must)][: int(limit * HARD_SHARE)]
+    rest = np.setdiff1d(np.arange(len(cand)), np.concatenate([must, hard]).astype(np.int64))
+    rand = rng.choice(rest, size=min(len(rest), max(0, limit - len(must) - len(hard))), replace=False)
+    return np.sort(np.concatenate([must, np.asarray(hard, np.int64), rand]).astype(np.int64))
+
+
+def ranking_matrix(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, seed: int):
+    """(X, labels, group sizes, group days) of every rank group, candidates sampled down to tc.rank_candidates."""
+    groups = rank_groups(data, tc, seed)
+    window = scorer.rec.config.history_window
+    states = [data.hist.state_at(g.user_id, g.t_ns, window) for g in groups]
+    vecs = scorer.user_vectors(states) if states else np.zeros((0, scorer.table.base.shape[1]))
+    rng = np.random.default_rng([seed, 3])
+    xs, ys, sizes, days = [], [], [], []
+    for g, state, vec in zip(groups, states, vecs):
+        cand = np.array([scorer.table.row_of[c] for c in g.candidates if c in scorer.table.row_of], dtype=np.int64)
+        keep_ids = [j for j, c in enumerate(g.candidates) if c in scorer.table.row_of]
+        labels, hosts = g.labels[keep_ids], np.asarray(g.live_host, dtype=object)[keep_ids]
+        own = {scorer.table.row_of[i] for i in state.item_counts if i in scorer.table.row_of}
+        pick = _sample(cand, labels, scorer.table.vecs[cand] @ vec, own, tc.rank_candidates, rng)
+        if not (labels[pick] > 0).any():
+            continue
+        xs.append(scorer.features(state, vec, cand[pick], hosts[pick], g.t_ns))
+        ys.append(labels[pick])
+        sizes.append(len(pick))
+        days.append(g.day)
+    if not xs:
+        return None
+    return np.concatenate(xs), np.concatenate(ys), np.asarray(sizes), np.asarray(days)
+
+
+def _split(days: np.ndarray) -> np.ndarray:
+    """Boolean mask of validation groups: the newest day when there are several, else the newest fifth."""
+    distinct = sorted(set(days))
+    if len(distinct) >= 2:
+        return days == distinct[-1]
+    mask = np.zeros(len(days), dtype=bool)
+    mask[int(len(days) * 0.8):] = True
+    return mask
+
+
+def _rows(sizes: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    return np.concatenate([np.arange(starts[g], starts[g] + sizes[g]) for g in np.flatnonzero(groups)]) if groups.any() \
+        else np.zeros(0, dtype=np.int64)
+
+
+def _lgb_params(tc: TrainConfig, seed: int, objective: str) -> dict:
+    return {"objective": objective, "learning_rate": tc.rank_lr, "num_leaves": tc.rank_leaves,
+            "min_data_in_leaf": 20, "feature_fraction": 0.9, "bagging_fraction": 0.9, "bagging_freq": 1,
+            "seed": seed, "deterministic": True, "force_row_wise": True, "num_threads": 2, "verbosity": -1,
+            **({"eval_at": [K], "metric": "ndcg"} if objective == "lambdarank" else {"metric": "auc"})}
+
+
+def fit_ranker(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, seed: int,
+               start: dict | None) -> tuple[Ranker | None, dict]:
+    """The ranker and CTR model to ship, with what was compared on validation."""
+    import lightgbm as lgb
+
+    info: dict = {"features": list(FEATURES)}
+    start_ranker = Ranker.from_json(start) if start else None
+    rank_model = start_ranker.rank_model if start_ranker is not None else None
+    matrix = ranking_matrix(scorer, data, tc, seed)
+    if matrix is not None:
+        x, y, sizes, days = matrix
+        val = _split(days)
+        info.update(groups=int(len(sizes)), validation_groups=int(val.sum()), rows=int(len(y)))
+        if val.sum() >= MIN_GROUPS and (~val).sum() >= MIN_GROUPS:
+            tr_rows, va_rows = _rows(sizes, ~val), _rows(sizes, val)
+            train_set = lgb.Dataset(x[tr_rows], y[tr_rows], group=sizes[~val], feature_name=list(FEATURES))
+            valid_set = lgb.Dataset(x[va_rows], y[va_rows], group=sizes[val], reference=train_set)
+            booster = lgb.train(_lgb_params(tc, seed, "lambdarank"), train_set, num_boost_round=tc.rank_trees,
+                                valid_sets=[valid_set], callbacks=[lgb.early_stopping(30, verbose=False)])
+            xv, yv, sv = x[va_rows], y[va_rows], sizes[val]
+            options = {"retrieval": group_ndcg(xv[:, 0], yv, sv),
+                       "new_ranker": group_ndcg(booster.predict(xv, num_iteration=booster.best_iteration), yv, sv)}
+            if start_ranker is not None and start_ranker.ranks:
+                options["start_ranker"] = group_ndcg(start_ranker.rank_scores(xv), yv, sv)
+            choice = max(options, key=lambda name: (options[name], name == "start_ranker"))
+            info.update(validation_ndcg=options, kept=choice, trees=int(booster.best_iteration or tc.rank_trees))
+            rank_model = {"retrieval": None, "start_ranker": rank_model,
+                          "new_ranker": booster.model_to_string(num_iteration=booster.best_iteration)}[choice]
+        else:
+            info["kept"] = "start_ranker" if rank_model else "retrieval"
+            info["reason"] = "too few groups to fit and validate a ranker"
+    ctr_model, ctr_info = fit_ctr(scorer, data, tc, seed, start_ranker, matrix)
+    info["ctr"] = ctr_info
+    if rank_model is None and ctr_model is None:
+        return None, info
+    return Ranker(rank_model, ctr_model, {"trained_on": [str(d) for d in data.new_days]}), info
+
+
+def fit_ctr(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, seed: int, start_ranker: Ranker | None,
+            matrix) -> tuple[str | None, dict]:
+    """Binary LightGBM on impressions (taken vs shown-not-taken); without impressions, on the rank groups."""
+    import lightgbm as lgb
+
+    rows = ctr_rows(data, tc, seed)
+    if len(rows):
+        import pandas as pd
+
+        window = scorer.rec.config.history_window
+        streams = data.tables["streams"]
+        host_of = dict(zip(streams["stream_id"].astype(str), streams["host_id"].astype(str)))
+        sessions = list(rows.groupby(["user_id", "t"], sort=False))
+        states = [data.hist.state_at(str(u), pd.Timestamp(t).value, window) for (u, t), _ in sessions]
+        vecs = scorer.user_vectors(states)
+        xs, ys = [], []
+        for ((_, t), frame), state, vec in zip(sessions, states, vecs):
+            cand = frame["item_id"].map(scorer.table.row_of)
+            ok = cand.notna().to_numpy()
+            if ok.any():
+                hosts = frame["stream_id"][ok].map(host_of).fillna("").to_numpy(object)
+                xs.append(scorer.features(state, vec, cand[ok].to_numpy(np.int64), hosts, pd.Timestamp(t).value))
+                ys.append(frame["label"].to_numpy()[ok])
+        source = "impressions"
+        if not xs:
+            return (start_ranker.ctr_model if start_ranker else None), {"kept": "start", "reason": "no usable impressions"}
+        x, y = np.concatenate(xs), np.concatenate(ys)
+    elif matrix is not None:
+        source = "rank groups (no impressions in the data)"
+        x, y = matrix[0], (matrix[1] > 0).astype(np.float64)
+    else:
+        return (start_ranker.ctr_model if start_ranker else None), {"kept": "start", "reason": "no rows"}
+    cut = int(len(y) * 0.8)
+    info: dict = {"source": source, "rows": int(len(y)), "positive_share": float(y.mean())}
+    if cut < 100 or len(y) - cut < 50 or y[:cut].min() == y[:cut].max():
+        info.update(kept="start", reason="too few rows or one class only")
+        return (start_ranker.ctr_model if start_ranker else None), info
+    train_set = lgb.Dataset(x[:cut], y[:cut], feature_name=list(FEATURES))
+    valid_set = lgb.Dataset(x[cut:], y[cut:], reference=train_set)
+    booster = lgb.train(_lgb_params(tc, seed, "binary"), train_set, num_boost_round=tc.rank_trees,
+                        valid_sets=[valid_set], callbacks=[lgb.early_stopping(30, verbose=False)])
+    probs = booster.predict(x[cut:], num_iteration=booster.best_iteration)
+    new_auc = auc(y[cut:], probs)
+    options = {"new": new_auc or 0.0}
+    if start_ranker is not None and start_ranker.has_ctr:
+        options["start"] = auc(y[cut:], start_ranker.ctr(x[cut:])) or 0.0
+    choice = max(options, key=lambda name: (options[name], name == "start"))
+    info.update(validation_auc=options, validation_ece=ece(y[cut:], probs), kept=choice)
+    return (booster.model_to_string(num_iteration=booster.best_iteration) if choice == "new"
+            else start_ranker.ctr_model), info
+
