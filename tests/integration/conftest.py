@@ -13,8 +13,8 @@ REPO = Path(__file__).resolve().parents[2]
 TINY = {
     "simulate": {"days": 3, "n_users": 80, "n_items": 60, "n_hosts": 4, "rooms_per_day": 3, "items_per_room": 15},
     "validation": {"min_events": 5},
-    "model": {"max_length": 16, "history_events": 5},
-    "train": {"steps": 2, "batch_size": 8, "ctr_batch_size": 4, "checkpoint_every": 1, "warmup_steps": 0},
+    "model": {"history_window": 10, "seq_dim": 16},
+    "train": {"steps": 4, "batch_size": 8, "checkpoint_every": 2, "warmup_steps": 0, "eval_every": 2, "rank_trees": 20},
     "evaluate": {"max_users": 40, "bootstrap_samples": 50, "mf_iterations": 2, "mf_factors": 8},
     "drift": {"embedding_sample": 30, "eval_users": 20, "max_rows": 2000},
     "loop": {"package": False},
