@@ -78,7 +78,7 @@ def day_batch() -> dict[str, pd.DataFrame]:
     return {"items": items, "streams": streams, "users": users, "events": events}
 
 
-def build_workspace(root: Path, params_source: Path, dim: int = 32) -> Path:
+def build_workspace(root: Path, params_source: Path, seq_dim: int = 16) -> Path:
     """Workspace with one accepted day, a fresh model registered + promoted; returns its params.yaml."""
     from liveloop.workspace import open_workspace
 
@@ -87,7 +87,7 @@ def build_workspace(root: Path, params_source: Path, dim: int = 32) -> Path:
     shutil.copy(params_source, params)
     cfg, ws = open_workspace(params)
     write_batch(day_batch(), ws.accepted / DAY)
-    promote_fresh_model(ws, cfg.model.model_copy(update={"dim": dim}), root / "candidate", seed=0)
+    promote_fresh_model(ws, cfg.model.model_copy(update={"seq_dim": seq_dim}), root / "candidate", seed=0)
     return params
 
 
@@ -106,29 +106,46 @@ LIVE_ITEMS = {f"i{i:03d}" for i in range(22)}  # r-kitchen i000-i009 + r-mixed i
 
 
 # ----- fast in-process checks -------------------------------------------------------------------------------------
-def test_profile_renders_exactly_like_model_text():
-    from liveloop.model.text import user_contexts
+def test_profile_state_equals_training_state_and_vector():
+    """build_profile (serving) gives the same UserState as Histories.from_events(...).state_at (training) and the
+    verbs for reasons; the user vectors are compared on the real package in test_served_user_vectors_equal_training."""
+    from liveloop.model.history import Histories
     from liveloop.serving.state import build_profile
 
     batch = day_batch()
     events = batch["events"]
     extra = pd.DataFrame([
         {"event_id": "c1", "ts": pd.Timestamp(DAY) + pd.Timedelta(hours=9), "user_id": "u-kitchen-0", "item_id": "i001",
-         "stream_id": None, "event_type": "comment", "text": "love it " * 20, "quantity": None, "price": None},
+         "stream_id": "r-kitchen", "event_type": "comment", "text": "love it " * 20, "quantity": None, "price": None},
         {"event_id": "c2", "ts": pd.Timestamp(DAY) + pd.Timedelta(hours=9, minutes=5), "user_id": "u-kitchen-0",
          "item_id": "i002", "stream_id": None, "event_type": "purchase", "text": None, "quantity": -1.0, "price": 9.0},
+        {"event_id": "c3", "ts": pd.Timestamp(DAY) + pd.Timedelta(hours=9, minutes=7), "user_id": "u-kitchen-0",
+         "item_id": "i003", "stream_id": "r-kitchen", "event_type": "add_to_cart", "text": None, "quantity": None,
+         "price": None},
     ])
     events = pd.concat([events, extra], ignore_index=True)
+    streams = batch["streams"]
+    host_of = dict(zip(streams["stream_id"], streams["host_id"]))
     now = pd.Timestamp(DAY) + pd.Timedelta(hours=11)
-    expected = user_contexts(events, batch["items"], as_of=now, max_events=5)
-    titles = dict(zip(batch["items"]["item_id"], batch["items"]["title"]))
+    window = 3
+    hist = Histories.from_events(events, streams)
     for user_id, frame in events.groupby("user_id"):
-        profile = build_profile(frame.to_dict("records"), titles, now, max_events=5)
-        assert profile.context.text == expected[user_id].text
-        assert profile.context.item_counts == expected[user_id].item_counts
-        assert profile.context.last_days == pytest.approx(expected[user_id].last_days)
-    assert "returned: Bamboo Cutting Board" in build_profile(events[events.user_id == "u-kitchen-0"].to_dict("records"),
-                                                             titles, now, 5).context.text
+        profile = build_profile(frame.to_dict("records"), host_of, now, window)
+        expected = hist.state_at(user_id, now.value + 1, window)
+        _assert_same_state(profile.state, expected)
+    kitchen = build_profile(events[events.user_id == "u-kitchen-0"].to_dict("records"), host_of, now, window)
+    assert kitchen.state.host_counts == {"h0": 1.0} and kitchen.state.comments  # room host and comment carried
+    assert kitchen.verbs["i003"] == "carted" and "i002" in kitchen.verbs  # the return is no new verb
+def _assert_same_state(got, want):
+    assert got.tokens == want.tokens
+    np.testing.assert_array_equal(got.types, want.types)
+    np.testing.assert_allclose(got.ages, want.ages)
+    assert got.item_counts == want.item_counts and got.purchase_counts == want.purchase_counts
+    assert got.last_days == pytest.approx(want.last_days)
+    assert got.host_counts == want.host_counts and got.positives == want.positives
+    assert got.comments == want.comments
+    assert (np.isnan(got.mean_log_price) and np.isnan(want.mean_log_price)) or got.mean_log_price == pytest.approx(
+        want.mean_log_price)
 
 
 def test_ann_index_agrees_with_exact_top_k_and_follows_upserts():
@@ -247,6 +264,43 @@ def test_health_readiness_and_metrics(server):
     assert ready["now"] == f"{DAY} 11:00:00"
     _post(server, "/recommend", {"user_id": "u-kitchen-1", "k": 3})
     assert 'bentoml_service_request_total{endpoint="/recommend"' in client.get("/metrics").text
+
+
+@pytest.mark.slow
+def test_served_user_vectors_equal_training(server):
+    """The packaged model loaded like the service (load_state -> UserStates -> batcher -> ServingState.scorer) gives
+    every user the UserState and user vector that training/evaluation compute (Histories + CatalogueScorer)."""
+    from liveloop.config import load_config
+    from liveloop.model.history import Histories
+    from liveloop.model.ranker import Popularity
+    from liveloop.model.recommender import Recommender
+    from liveloop.model.scoring import CatalogueScorer
+    from liveloop.serving.engine import load_state, user_profile
+    from liveloop.serving.package import MODEL_DIR, PACKAGE_FILE
+
+    stored = [p for p in (server["root"] / "bentoml-home" / "models" / "liveloop-recommender").iterdir()
+              if (p / PACKAGE_FILE).is_file() and json.loads((p / PACKAGE_FILE).read_text())["model_version"] == "v0001"]
+    assert len(stored) == 1
+    state = load_state(stored[0], "v0001", load_config(server["root"] / "params.yaml").serve, device="cpu")
+    batch = day_batch()
+    users = sorted(batch["events"]["user_id"].unique())
+    try:
+        async def profiles():
+            return [await user_profile(state, u, None) for u in users]
+
+        served = asyncio.run(profiles())
+    finally:
+        state.batcher.close()
+    now = pd.Timestamp(DAY) + pd.Timedelta(hours=11)
+    assert state.index.now == now
+    rec = Recommender.load(stored[0] / MODEL_DIR, device="cpu")
+    hist = Histories.from_events(batch["events"], batch["streams"])
+    scorer = CatalogueScorer.from_items(rec, batch["items"], Popularity.from_histories(hist))
+    window = rec.config.history_window
+    expected = [hist.state_at(u, now.value + 1, window) for u in users]
+    for (profile, _), want in zip(served, expected):
+        _assert_same_state(profile.state, want)
+    np.testing.assert_allclose(np.stack([v for _, v in served]), scorer.user_vectors(expected), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow
@@ -396,7 +450,7 @@ def test_hot_reload_during_traffic_drops_no_request(server):
     for w in workers:
         w.start()
     try:
-        promote_fresh_model(Workspace(root, root / ".liveloop"), cfg.model.model_copy(update={"dim": 32}),
+        promote_fresh_model(Workspace(root, root / ".liveloop"), cfg.model.model_copy(update={"seq_dim": 16}),
                             root / "candidate-2", seed=1)
         _package(root, "--no-build")
         deadline = time.time() + 120
