@@ -2,7 +2,7 @@
 cross-encoder baseline, at 1k / 10k / 100k live items.
 
 Every request is POST /recommend for a new user with two recent purchases, so each one pays the full path: request
-validation, profile rendering, one user-tower encode (adaptively batched), top-k over all live items, repeat-bonus
+validation, user-state building, one user-tower encode (adaptively batched), top-k over all live items, repeat-bonus
 rescoring and reasons. Nothing is served from the user cache.
 
 (a) raw ceiling: the same model's user-tower encode in-process at batch 64 (rows/s = the best req/s one worker
@@ -58,19 +58,20 @@ def base_items() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def catalog(base: pd.DataFrame, base_vectors: np.ndarray, n: int) -> tuple[pd.DataFrame, np.ndarray]:
-    """n items: the base items tiled, ids unique, vectors jittered and renormalised."""
+def catalog(base: pd.DataFrame, base_vectors: np.ndarray, text_vectors: np.ndarray, n: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """n items: the base items tiled, ids unique; (items, item-tower vectors jittered and renormalised, frozen text
+    vectors tiled: what the user tower reads for them)."""
     rng = np.random.default_rng(n)
     idx = np.arange(n) % len(base)
     items = base.iloc[idx].reset_index(drop=True).copy()
     items["item_id"] = [f"it{i}" for i in range(n)]
     vectors = base_vectors[idx] + rng.normal(scale=0.05, size=(n, base_vectors.shape[1])).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return items, vectors.astype(np.float32)
+    return items, vectors.astype(np.float32), text_vectors[idx]
 
 
-def save_package(model_dir: Path, items: pd.DataFrame, vectors: np.ndarray, serve_cfg) -> str:
-    """Write a packaged model in the store layout liveloop.serving.package defines; returns its tag."""
+def save_package(model_dir: Path, items: pd.DataFrame, vectors: np.ndarray, base: np.ndarray, serve_cfg) -> Path:
+    """Write a packaged model in the store layout liveloop.serving.package defines; returns its folder."""
     import bentoml
     from safetensors.numpy import save_file
 
@@ -80,19 +81,20 @@ def save_package(model_dir: Path, items: pd.DataFrame, vectors: np.ndarray, serv
                             "category": ["mixed"], "start": [NOW], "end": [NOW + pd.Timedelta(hours=2)],
                             "item_ids": [list(items["item_id"])]})
     history = pd.DataFrame({"event_id": ["e0"], "ts": [NOW - pd.Timedelta(hours=1)], "user_id": ["seed-user"],
-                            "item_id": [items["item_id"].iat[0]], "event_type": ["purchase"], "text": [None],
-                            "quantity": [1.0]})
+                            "item_id": [items["item_id"].iat[0]], "stream_id": ["room-1"], "event_type": ["purchase"],
+                            "text": [None], "quantity": [1.0], "price": [9.0]})
     with bentoml.models.create(pkg.MODEL_NAME, labels={"bench_items": str(len(items))}) as stored:
         out = Path(stored.path)
         shutil.copytree(model_dir, out / pkg.MODEL_DIR)
-        save_file({"item_vectors": vectors}, str(out / pkg.INDEX_FILE))
+        save_file({"item_vectors": vectors, "item_base": np.ascontiguousarray(base, np.float32)}, str(out / pkg.INDEX_FILE))
         items.to_parquet(out / pkg.ITEMS_FILE, index=False)
         streams.to_parquet(out / pkg.STREAMS_FILE, index=False)
+        streams[["stream_id", "host_id"]].to_parquet(out / pkg.ROOMS_FILE, index=False)
         history.to_parquet(out / pkg.HISTORY_FILE, index=False)
         (out / pkg.POPULARITY_FILE).write_text(json.dumps({items["item_id"].iat[0]: 1.0}))
         (out / pkg.PACKAGE_FILE).write_text(json.dumps({"model_version": f"bench-{len(items)}",
                                                         "serve": serve_cfg.model_dump(mode="json")}))
-    return str(stored.tag)
+    return Path(bentoml.models.get(stored.tag).path)  # the store folder (stored.path was the staging dir)
 
 
 def request_body(i: int, n_items: int) -> dict:
@@ -183,42 +185,49 @@ def stop_server(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, 9)
 
 
-def raw_ceiling(model, texts: list[str], seconds: float) -> float:
-    """In-process user-tower encode at batch 64: rows per second."""
-    from liveloop.serving.engine import encode_users
-
-    encode_users(model, texts[:64])
+def raw_ceiling(state, states: list, seconds: float) -> float:
+    """In-process user-tower encode at batch 64 through the serving state's scorer: rows per second."""
+    scorer = state.scorer()
+    scorer.user_vectors(states[:64])
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        encode_users(model, texts[done % len(texts): done % len(texts) + 64] or texts[:64])
+        scorer.user_vectors(states[done % len(states): done % len(states) + 64] or states[:64])
         done += 64
     return done / (time.perf_counter() - start)
 
 
-def server_user_texts(items: pd.DataFrame, n: int) -> list[str]:
-    """The exact user-tower texts the server renders for the benchmark's requests."""
+def server_user_states(state, n: int) -> list:
+    """The exact user states the server builds for the benchmark's requests (build_profile on their events)."""
     from liveloop.serving.state import build_profile
 
-    titles = dict(zip(items["item_id"], items["title"]))
-    texts = []
+    states = []
     for i in range(n):
-        events = [{**e, "ts": NOW} for e in request_body(i, len(items))["recent_events"]]
-        texts.append(build_profile(events, titles, NOW, max_events=20).context.text)
-    return texts
+        events = [{"user_id": f"bench-{i}", "stream_id": None, "text": None, "price": None, **e, "ts": NOW}
+                  for e in request_body(i, len(state.index.item_ids))["recent_events"]]
+        states.append(build_profile(events, state.host_of, NOW, state.users.window).state)
+    return states
+
+
+def user_text(items: pd.DataFrame, i: int) -> str:
+    """A user side for the cross-encoder: the titles of the request's purchases."""
+    titles = dict(zip(items["item_id"], items["title"]))
+    return "bought: " + "; ".join(titles[e["item_id"]] for e in request_body(i, len(items))["recent_events"])
 
 
 def cross_encoder(model, user_text: str, item_texts: list[str], batch_size: int = 128) -> float:
     """Seconds for the transformer over every (user, candidate) pair given: a cross-encoder request."""
     import torch
 
-    encoder = model.net.encoder
+    from liveloop.model.vectors import MAX_TOKENS
+
+    encoder, tokenizer = model.encoder._model, model.encoder._tokenizer  # the frozen text encoder as a cross-encoder
     encoder.eval()
     start = time.perf_counter()
     with torch.inference_mode():
         for i in range(0, len(item_texts), batch_size):
             chunk = item_texts[i:i + batch_size]
-            batch = model.tokenizer([user_text] * len(chunk), chunk, padding=True, truncation=True,
-                                    max_length=2 * model.config.max_length, return_tensors="pt")
+            batch = tokenizer([user_text] * len(chunk), chunk, padding=True, truncation=True,
+                              max_length=2 * MAX_TOKENS, return_tensors="pt")
             encoder(**batch)
     return time.perf_counter() - start
 
@@ -236,6 +245,7 @@ def main() -> None:
     from liveloop.config import load_config
     from liveloop.model.recommender import Recommender
     from liveloop.model.text import item_texts
+    from liveloop.serving.engine import load_state
 
     root = Path(tempfile.mkdtemp(prefix="liveloop-serve-bench-"))
     cfg = load_config(REPO / "params.yaml")
@@ -259,19 +269,24 @@ def main() -> None:
         base = base_items()
         texts = list(item_texts(base).values())
         t0 = time.perf_counter()
-        base_vectors = model.encode_items(texts)
+        text_vectors = model.base_vectors(texts)
+        base_vectors = model.item_vectors(text_vectors)
         results["item_encode_per_s"] = len(texts) / (time.perf_counter() - t0)
-        user_texts = server_user_texts(catalog(base, base_vectors, BASE_ITEMS)[0], 256)
         # 1k pairs cost about a minute on a shared 2-core box: time CROSS_PAIRS and scale linearly (batches of 128)
         results["cross_encoder_s_per_request_1k"] = (
-            cross_encoder(model, user_texts[0], texts[:CROSS_PAIRS]) * BASE_ITEMS / CROSS_PAIRS)
+            cross_encoder(model, user_text(catalog(base, base_vectors, text_vectors, BASE_ITEMS)[0], 0),
+                          texts[:CROSS_PAIRS]) * BASE_ITEMS / CROSS_PAIRS)
         print(json.dumps({k: v for k, v in results.items() if k != "runs"}), flush=True)
 
         for n in args.sizes:
-            items, vectors = catalog(base, base_vectors, n)
-            save_package(root / "model", items, vectors, cfg.serve)
+            items, vectors, item_base = catalog(base, base_vectors, text_vectors, n)
+            stored = save_package(root / "model", items, vectors, item_base, cfg.serve)
             # the ceiling right before the load runs, so both see about the same CPU contention
-            ceiling = raw_ceiling(model, server_user_texts(items, 256), seconds=8)
+            state = load_state(stored, f"bench-{n}", cfg.serve, device="cpu")
+            try:
+                ceiling = raw_ceiling(state, server_user_states(state, 256), seconds=8)
+            finally:
+                state.batcher.close()
             results["runs"].append({"items": n, "raw_ceiling_rows_per_s": ceiling})
             print(json.dumps(results["runs"][-1]), flush=True)
             port = free_port()
