@@ -1,27 +1,30 @@
-"""End to end on tiny simulated data: simulate -> train a few steps -> evaluate (model, baselines, oracle) via the
-function and the CLI, and the benchmark on a tiny imported-style dataset."""
+"""Evaluation on a small simulated world: a fresh model is not worse than the frozen encoder it starts from, and
+train -> evaluate scores the model, the baselines and the oracle on the same targets."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from liveloop.cli import app
 from liveloop.config import load_config
+from liveloop.data.batches import concat_batches, read_batch
 from liveloop.data.simulator import simulate
-from liveloop.evaluation import evaluate_model, run_benchmark
-from liveloop.evaluation.evaluate import FROZEN, MODEL, ORACLE
+from liveloop.evaluation import evaluate_model
+from liveloop.evaluation.evaluate import FROZEN, MODEL, ORACLE, FrozenEncoderScorer, RecommenderScorer, score_all
+from liveloop.evaluation.protocol import next_window
+from liveloop.model import Recommender
+from liveloop.model.vectors import TextEncoder
 from liveloop.training import train
 from liveloop.workspace import Workspace
 
-TINY = {
-    "simulate.days": 3, "simulate.n_users": 60, "simulate.n_items": 40, "simulate.n_hosts": 3,
-    "simulate.rooms_per_day": 3, "simulate.items_per_room": 10,
-    "train.steps": 3, "train.batch_size": 8, "train.ctr_batch_size": 4, "model.max_length": 24,
-    "evaluate.bootstrap_samples": 50, "evaluate.mf_iterations": 3, "evaluate.benchmark_steps": 2,
+SMALL = {
+    "simulate.days": 3, "simulate.n_users": 120, "simulate.n_items": 60, "simulate.n_hosts": 4,
+    "simulate.rooms_per_day": 3, "simulate.items_per_room": 15,
+    "model.history_window": 10, "model.seq_dim": 16,
+    "train.steps": 20, "train.batch_size": 32, "train.rank_trees": 20, "train.rank_candidates": 40,
+    "train.max_rank_groups": 200, "train.max_ctr_rows": 3000, "train.device": "cpu",
+    "evaluate.bootstrap_samples": 50, "evaluate.mf_iterations": 2, "evaluate.mf_factors": 8,
 }
 BASELINES = {"popularity", "repeat_count", "repeat_recency", "item_knn", "mf_als", FROZEN}
 
@@ -30,18 +33,33 @@ BASELINES = {"popularity", "repeat_count", "repeat_recency", "item_knn", "mf_als
 def world(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("eval")
     (root / "params.yaml").write_text((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
-    cfg = load_config(root / "params.yaml", TINY)
+    state = tmp_path_factory.getbasetemp() / "liveloop-state"
+    cfg = load_config(root / "params.yaml", {**SMALL, "paths.state": str(state)})
     ws = Workspace.from_config(cfg)
     days = simulate(cfg.simulate, cfg.seed, ws.accepted, ws.simulator_truth)
-    model_dir = train(cfg, ws, days[:-1], "scratch", ws.candidates / "m").model_dir
-    return {"root": root, "cfg": cfg, "ws": ws, "days": days, "model": model_dir}
+    encoder = TextEncoder(cache_dir=state / "vectors")
+    return {"root": root, "cfg": cfg, "ws": ws, "days": days, "encoder": encoder}
+
+
+def test_fresh_model_is_not_worse_than_the_frozen_encoder(world):
+    cfg, days, encoder = world["cfg"], world["days"], world["encoder"]
+    history = concat_batches(days[:-1])
+    split = next_window(history, read_batch(days[-1]), max_users=cfg.evaluate.max_users, seed=cfg.seed)
+    rec = Recommender.from_config(cfg.model, "cpu", seed=cfg.seed, encoder=encoder)
+    assert rec.ranker is None
+    result, _ = score_all([RecommenderScorer(MODEL, rec, split), FrozenEncoderScorer(encoder, split, cfg.model.history_window)],
+                          split, cfg.evaluate, cfg.seed)
+    models = result["models"]
+    assert result["setup"]["users"] > 10
+    assert models[MODEL]["ndcg@10"] >= models[FROZEN]["ndcg@10"] - 0.02, models
 
 
 @pytest.mark.slow
 def test_train_then_evaluate_scores_model_baselines_and_oracle(world):
-    cfg, days = world["cfg"], world["days"]
+    cfg, days, ws = world["cfg"], world["days"], world["ws"]
+    model_dir = train(cfg, ws, days[:-1], "scratch", ws.candidates / "m").model_dir
     out = world["root"] / "eval.json"
-    result = evaluate_model(cfg, world["model"], days[:-1], days[-1], truth_dir=world["ws"].simulator_truth,
+    result = evaluate_model(cfg, model_dir, days[:-1], days[-1], truth_dir=ws.simulator_truth,
                             out_json=out, out_md=world["root"] / "eval.md")
     models = result["models"]
     assert {MODEL, ORACLE} | BASELINES == set(models)
@@ -49,55 +67,7 @@ def test_train_then_evaluate_scores_model_baselines_and_oracle(world):
         for key in ("hr@10", "recall@10", "recall@50", "ndcg@10", "ndcg@50", "mrr", "coverage@10"):
             assert 0.0 <= metrics[key] <= 1.0, (name, key)
         assert metrics["recall@50"] >= metrics["recall@10"]
-    assert models[MODEL]["auc"] is not None and 0.0 <= models[MODEL]["auc"] <= 1.0
-    assert result["setup"]["candidates"] <= cfg.simulate.rooms_per_day * cfg.simulate.items_per_room  # live items only
     assert result["setup"]["auc_pairs"]["source"] == "impressions"
-    # the oracle knows the hidden preference: it must beat popularity on the same targets
+    assert models[MODEL]["auc"] > 0.55, models[MODEL]
     assert models[ORACLE]["ndcg@10"] > models["popularity"]["ndcg@10"]
-    assert result["comparison"]["best_baseline"] in BASELINES
-    assert json.loads(out.read_text())["models"][MODEL]["ndcg@10"] == pytest.approx(models[MODEL]["ndcg@10"])
     assert "| model |" in (world["root"] / "eval.md").read_text()
-
-
-@pytest.mark.slow
-def test_evaluate_cli_writes_dvc_metrics_and_rejects_bad_input(world):
-    runner = CliRunner()
-    params = str(world["root"] / "params.yaml")
-    days = world["days"]
-    ok = runner.invoke(app, ["evaluate", "-p", params, "--model", str(world["model"]), "--test", str(days[-1]),
-                             "--no-baselines"])
-    assert ok.exit_code == 0, ok.output
-    metrics = json.loads((world["ws"].metrics / "eval.json").read_text())
-    assert set(metrics["models"]) == {MODEL, ORACLE}  # truth found in data/simulator; history = earlier days
-    assert metrics["setup"]["history_batches"] == len(days) - 1
-
-    bad_model = runner.invoke(app, ["evaluate", "-p", params, "--model", str(world["root"]), "--test", str(days[-1])])
-    assert bad_model.exit_code == 1 and "is not a model dir" in bad_model.output
-    bad_test = runner.invoke(app, ["evaluate", "-p", params, "--model", str(world["model"]), "--test", str(world["root"])])
-    assert bad_test.exit_code == 1 and "is not a batch folder" in bad_test.output
-    overlap = runner.invoke(app, ["evaluate", "-p", params, "--model", str(world["model"]), "--test", str(days[0]),
-                                  "--history", str(days[1])])
-    assert overlap.exit_code == 1 and "history reaches" in overlap.output
-
-
-@pytest.mark.slow
-def test_benchmark_trains_before_the_cut_and_compares_with_every_baseline(world, tmp_path):
-    cfg = world["cfg"]
-    out = tmp_path / "bench.json"
-    replay_before = sorted((p.name, p.read_bytes()) for p in world["ws"].replay.glob("*"))
-    result = run_benchmark(cfg, world["ws"], world["ws"].accepted, out)
-    saved = json.loads(out.read_text())
-    assert set(saved["models"]) == {MODEL} | BASELINES
-    assert saved["setup"]["protocol"] == "time_split" and saved["train"]["steps"] == cfg.evaluate.benchmark_steps
-    low, high = result["comparison"]["ratio_ci95"]
-    assert low <= result["comparison"]["ratio"] <= high
-    assert (tmp_path / "bench.md").exists() and (tmp_path / "bench-model" / "model.safetensors").exists()
-    # the benchmark trains in a scratch workspace: the project's replay reservoir is untouched
-    assert sorted((p.name, p.read_bytes()) for p in world["ws"].replay.glob("*")) == replay_before
-
-    runner = CliRunner()
-    empty = runner.invoke(app, ["benchmark", "-p", str(world["root"] / "params.yaml"), "--data", str(tmp_path),
-                                "--out", str(tmp_path / "x.json")])
-    assert empty.exit_code == 1 and "holds no daily batch folders" in empty.output
-    with pytest.raises(ValueError, match="already exists"):  # never overwrites the kept model dir
-        run_benchmark(cfg, world["ws"], world["ws"].accepted, out)
