@@ -9,6 +9,8 @@ PORT   ?= 3000
 STATE  := $(CURDIR)/.liveloop
 
 export PREFECT_HOME := $(STATE)/prefect
+# a busy machine can take well over the default 20 s to bring up the ephemeral API server of the first flow
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 180
 export BENTOML_HOME := $(STATE)/bentoml
 export HF_HOME := $(STATE)/hf
 export HF_HUB_OFFLINE := 1

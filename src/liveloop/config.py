@@ -102,7 +102,7 @@ class TrainConfig(_Section):
     """How one update goes: the user tower on cached vectors (stage 1), then the ranker (stage 2)."""
 
     init_from: str = "champion"
-    steps: int = Field(1500, ge=0)
+    steps: int = Field(300, ge=0)
     batch_size: int = Field(256, ge=2)
     lr: float = Field(5e-4, gt=0)
     weight_decay: float = Field(0.01, ge=0)
@@ -116,10 +116,10 @@ class TrainConfig(_Section):
     cart_weight: float = Field(2.0, gt=0)
     click_weight: float = Field(1.0, gt=0)
     context_days: int = Field(30, ge=0)
-    checkpoint_every: int = Field(500, ge=1)
+    checkpoint_every: int = Field(100, ge=1)
     device: str = "auto"
     validation: float = Field(0.15, ge=0, lt=1)
-    eval_every: int = Field(100, ge=1)
+    eval_every: int = Field(50, ge=1)
     rank_cuts: list[float] = Field([0.0, 0.5, 0.8], min_length=1)
     rank_days: int = Field(14, ge=1)
     rank_candidates: int = Field(300, ge=10)

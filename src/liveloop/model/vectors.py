@@ -54,10 +54,12 @@ def _key(text: str) -> str:
 class TextEncoder:
     """Frozen mean-pooled sentence vectors with a text -> vector cache (thread-safe; the model itself is read-only)."""
 
-    def __init__(self, name: str = BUILTIN_ENCODER, cache_dir: str | Path | None = None, device: str = "cpu"):
+    def __init__(self, name: str = BUILTIN_ENCODER, cache_dir: str | Path | None = None, device: str = "cpu",
+                 max_tokens: int = MAX_TOKENS):
         import torch
 
         self.name = name
+        self.max_tokens = max_tokens
         self._tokenizer, self._model = load_encoder(name)
         self._device = torch.device(device)
         self._model.to(self._device).eval()
@@ -65,7 +67,7 @@ class TextEncoder:
         weights = next(iter(self._model.parameters()))
         # the fingerprint changes with the weights, so a different encoder (or a fine-tuned one) never reads stale rows
         probe = float(weights.detach().double().sum())
-        self.fingerprint = _key(f"{name}|{self._model.config.model_type}|{self.dim}|{probe:.6e}|{MAX_TOKENS}")[:16]
+        self.fingerprint = _key(f"{name}|{self._model.config.model_type}|{self.dim}|{probe:.6e}|{max_tokens}")[:16]
         self._cache: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
         self._dir = Path(cache_dir) / self.fingerprint if cache_dir is not None else None
@@ -110,7 +112,7 @@ class TextEncoder:
             for start in range(0, len(texts), batch_size):
                 idx = order[start : start + batch_size]
                 batch = self._tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                        max_length=MAX_TOKENS, return_tensors="pt").to(self._device)
+                                        max_length=self.max_tokens, return_tensors="pt").to(self._device)
                 hidden = self._model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-6)

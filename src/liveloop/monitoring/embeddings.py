@@ -23,7 +23,6 @@ from liveloop.data.batches import Tables
 from liveloop.data.schema import TABLES
 from liveloop.monitoring.frames import comment_texts, sample_list
 
-ENCODE_BATCH = 64
 
 
 def batch_texts(tables: Tables, kinds: list[str], sample: int, seed: int) -> dict[str, list[str]]:
@@ -53,42 +52,23 @@ def cache_key(batch_dir: Path, encoder: "TextEncoder", cfg: DriftConfig) -> str:
 
 
 class TextEncoder:
-    """The pretrained encoder with mean pooling, loaded on first use (a check whose batches are all cached never loads it)."""
+    """The pretrained encoder (liveloop.model.vectors), loaded on first use: a check whose batches are all cached
+    never loads it."""
 
     def __init__(self, encoder: str, max_length: int):
         self.name = encoder
         self.max_length = max_length
-        self._parts = None
-
-    def _load(self):
-        if self._parts is None:
-            from liveloop.config import ModelConfig
-            from liveloop.model.recommender import TwoTower, load_encoder, pick_device
-
-            tokenizer, encoder = load_encoder(self.name)
-            device = pick_device("auto")
-            net = TwoTower(encoder, ModelConfig(encoder=self.name)).to(device).eval()
-            self._parts = (tokenizer, net, device)
-        return self._parts
+        self._encoder = None
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """[n, hidden] unit vectors (float32); shortest texts batched together so padding stays small."""
-        import torch
-
+        """[n, hidden] unit vectors (float32)."""
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        tokenizer, net, device = self._load()
-        order = np.argsort([len(t) for t in texts], kind="stable")
-        parts: dict[int, np.ndarray] = {}
-        with torch.inference_mode():
-            for start in range(0, len(texts), ENCODE_BATCH):
-                idx = order[start : start + ENCODE_BATCH]
-                batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length,
-                                  return_tensors="pt")
-                pooled = net.pooled(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-                vecs = torch.nn.functional.normalize(pooled.float(), dim=-1).cpu().numpy()
-                parts.update(zip(idx.tolist(), vecs))
-        return np.stack([parts[i] for i in range(len(texts))]).astype(np.float32)
+        if self._encoder is None:
+            from liveloop.model.vectors import TextEncoder as Frozen
+
+            self._encoder = Frozen(self.name, max_tokens=self.max_length)
+        return self._encoder.encode(list(texts))
 
 
 def _read_cache(path: Path, kinds: list[str]) -> dict[str, np.ndarray] | None:

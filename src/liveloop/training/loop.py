@@ -27,6 +27,7 @@ from liveloop.config import Config, TrainConfig
 from liveloop.model.recommender import STATE_FILE, WEIGHTS_FILE, ModelError, Recommender
 from liveloop.model.ranker import repeat_shares
 from liveloop.model.scoring import CatalogueScorer
+from liveloop.model.vectors import EncoderError
 from liveloop.registry import champion_dir
 from liveloop.training import distributed
 from liveloop.training.checkpoint import drop_checkpoints, latest_checkpoint, load_optimizer, save_checkpoint, save_model_dir
@@ -329,7 +330,7 @@ def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, ou
             drop_checkpoints(out_dir)
         distributed.barrier(dist)
         return TrainResult(out_dir, tc.steps, samples, time.perf_counter() - started, final_loss, init_label, versions)
-    except ModelError as exc:
+    except (ModelError, EncoderError) as exc:
         raise TrainError(str(exc)) from None
     finally:
         distributed.teardown(dist)

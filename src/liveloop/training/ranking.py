@@ -9,6 +9,7 @@ one is kept, so stage 2 never ships something worse than its start on validation
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from liveloop.config import TrainConfig
 from liveloop.model.ranker import FEATURES, Ranker
@@ -18,6 +19,18 @@ from liveloop.training.examples import TrainingData, ctr_rows, rank_groups
 K = 10
 MIN_GROUPS = 10
 HARD_SHARE = 0.5  # of the sampled candidates: the best by retrieval (hard negatives); the rest random
+
+
+def balanced_ndcg(scores: np.ndarray, labels: np.ndarray, sizes: np.ndarray, at_start: np.ndarray) -> float:
+    """Mean of group NDCG@k over groups cut at a day's start and over later cuts (each kind counts the same, so a
+    ranker that wins in-session by losing tomorrow's question is not chosen)."""
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    parts = []
+    for kind in (at_start, ~at_start):
+        if kind.any():
+            rows = np.concatenate([np.arange(starts[g], starts[g] + sizes[g]) for g in np.flatnonzero(kind)])
+            parts.append(group_ndcg(scores[rows], labels[rows], sizes[kind]))
+    return float(np.mean(parts)) if parts else 0.0
 
 
 def group_ndcg(scores: np.ndarray, labels: np.ndarray, sizes: np.ndarray, k: int = K) -> float:
@@ -70,13 +83,14 @@ def _sample(cand: np.ndarray, labels: np.ndarray, retrieval: np.ndarray, own: se
 
 
 def ranking_matrix(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, seed: int):
-    """(X, labels, group sizes, group days) of every rank group, candidates sampled down to tc.rank_candidates."""
+    """(X, labels, group sizes, group days, group cut at the day's start) of every rank group, candidates sampled down
+    to tc.rank_candidates."""
     groups = rank_groups(data, tc, seed)
     window = scorer.rec.config.history_window
     states = [data.hist.state_at(g.user_id, g.t_ns, window) for g in groups]
     vecs = scorer.user_vectors(states) if states else np.zeros((0, scorer.table.base.shape[1]))
     rng = np.random.default_rng([seed, 3])
-    xs, ys, sizes, days = [], [], [], []
+    xs, ys, sizes, days, at_start = [], [], [], [], []
     for g, state, vec in zip(groups, states, vecs):
         cand = np.array([scorer.table.row_of[c] for c in g.candidates if c in scorer.table.row_of], dtype=np.int64)
         keep_ids = [j for j, c in enumerate(g.candidates) if c in scorer.table.row_of]
@@ -89,9 +103,10 @@ def ranking_matrix(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig,
         ys.append(labels[pick])
         sizes.append(len(pick))
         days.append(g.day)
+        at_start.append(g.t_ns == pd.Timestamp(g.day).value)
     if not xs:
         return None
-    return np.concatenate(xs), np.concatenate(ys), np.asarray(sizes), np.asarray(days)
+    return np.concatenate(xs), np.concatenate(ys), np.asarray(sizes), np.asarray(days), np.asarray(at_start)
 
 
 def _split(days: np.ndarray) -> np.ndarray:
@@ -127,7 +142,7 @@ def fit_ranker(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, see
     rank_model = start_ranker.rank_model if start_ranker is not None else None
     matrix = ranking_matrix(scorer, data, tc, seed)
     if matrix is not None:
-        x, y, sizes, days = matrix
+        x, y, sizes, days, at_start = matrix
         val = _split(days)
         info.update(groups=int(len(sizes)), validation_groups=int(val.sum()), rows=int(len(y)))
         if val.sum() >= MIN_GROUPS and (~val).sum() >= MIN_GROUPS:
@@ -136,11 +151,11 @@ def fit_ranker(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, see
             valid_set = lgb.Dataset(x[va_rows], y[va_rows], group=sizes[val], reference=train_set)
             booster = lgb.train(_lgb_params(tc, seed, "lambdarank"), train_set, num_boost_round=tc.rank_trees,
                                 valid_sets=[valid_set], callbacks=[lgb.early_stopping(30, verbose=False)])
-            xv, yv, sv = x[va_rows], y[va_rows], sizes[val]
-            options = {"retrieval": group_ndcg(xv[:, 0], yv, sv),
-                       "new_ranker": group_ndcg(booster.predict(xv, num_iteration=booster.best_iteration), yv, sv)}
+            xv, yv, sv, av = x[va_rows], y[va_rows], sizes[val], at_start[val]
+            options = {"retrieval": balanced_ndcg(xv[:, 0], yv, sv, av),
+                       "new_ranker": balanced_ndcg(booster.predict(xv, num_iteration=booster.best_iteration), yv, sv, av)}
             if start_ranker is not None and start_ranker.ranks:
-                options["start_ranker"] = group_ndcg(start_ranker.rank_scores(xv), yv, sv)
+                options["start_ranker"] = balanced_ndcg(start_ranker.rank_scores(xv), yv, sv, av)
             choice = max(options, key=lambda name: (options[name], name == "start_ranker"))
             info.update(validation_ndcg=options, kept=choice, trees=int(booster.best_iteration or tc.rank_trees))
             rank_model = {"retrieval": None, "start_ranker": rank_model,
@@ -162,8 +177,6 @@ def fit_ctr(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, seed: 
 
     rows = ctr_rows(data, tc, seed)
     if len(rows):
-        import pandas as pd
-
         window = scorer.rec.config.history_window
         streams = data.tables["streams"]
         host_of = dict(zip(streams["stream_id"].astype(str), streams["host_id"].astype(str)))
