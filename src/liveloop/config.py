@@ -104,7 +104,7 @@ class TrainConfig(_Section):
     init_from: str = "champion"
     steps: int = Field(300, ge=0)
     batch_size: int = Field(256, ge=2)
-    lr: float = Field(5e-4, gt=0)
+    lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_steps: int = Field(50, ge=0)
     grad_clip: float = Field(1.0, gt=0)

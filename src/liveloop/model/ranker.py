@@ -23,6 +23,7 @@ FEATURES: tuple[str, ...] = (
     "retrieval_cosine", "log_item_count", "log_purchase_count", "days_since_last", "log_popularity_window",
     "log_popularity_day", "category_share", "log_category_count", "host_share", "log_price", "price_gap",
     "comment_similarity", "log_user_positives", "item_age_days", "repeat_share", "history_length",
+    "pretrained_cosine",
 )
 DAY_NS = NS_PER_DAY
 REPEAT_PRIOR = 2.0  # pseudo-counts pulling an item's repeat share towards its category's
@@ -109,10 +110,11 @@ class Popularity:
 
 def pair_features(state: UserState, user_vec: np.ndarray, cand: np.ndarray, table: ItemTable,
                   pop_window: np.ndarray, pop_day: np.ndarray, live_host: np.ndarray | None,
-                  comment_vecs: np.ndarray | None, t_ns: int) -> np.ndarray:
+                  comment_vecs: np.ndarray | None, t_ns: int, prior_vec: np.ndarray) -> np.ndarray:
     """[len(cand), len(FEATURES)] float32 for one user against candidate rows of `table`.
 
-    pop_* are per-row of `table`; live_host (per candidate, "" unknown) is the host of the room showing it now."""
+    pop_* are per-row of `table`; live_host (per candidate, "" unknown) is the host of the room showing it now;
+    prior_vec is the untrained tower's user vector (Recommender.prior_vector)."""
     n = len(cand)
     ids = [table.item_ids[j] for j in cand]
     out = np.full((n, len(FEATURES)), np.nan, dtype=np.float32)
@@ -145,6 +147,7 @@ def pair_features(state: UserState, user_vec: np.ndarray, cand: np.ndarray, tabl
     out[:, 13] = np.where(first >= 0, (t_ns - first) / DAY_NS, np.nan)
     out[:, 14] = table.repeat_share[cand]
     out[:, 15] = len(state.tokens)
+    out[:, 16] = table.base[cand] @ np.asarray(prior_vec, np.float32)
     return out
 
 

@@ -228,6 +228,19 @@ class Recommender:
             out[[j for j, _ in comments]] = self.base_vectors([c or "(empty comment)" for _, c in comments])
         return out
 
+    def prior_vector(self, state: UserState, item_base: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+        """The untrained tower's user vector: the prior-weighted mean of the event vectors (the pretrained geometry).
+
+        The ranker reads its cosine next to the trained tower's, so what the encoder knew is never lost to training."""
+        m = min(len(state.tokens), self.config.history_window)
+        if m == 0:
+            return np.zeros(self.encoder.dim, dtype=np.float32)
+        vecs = self.token_vectors(list(state.tokens[:m]), item_base)
+        logits = np.asarray(TYPE_PRIOR)[np.asarray(state.types[:m])] - AGE_DECAY * age_buckets(np.asarray(state.ages[:m], np.float64))
+        w = np.exp(logits - logits.max())
+        v = (w / w.sum()) @ vecs
+        return (v / max(np.linalg.norm(v), 1e-12)).astype(np.float32)
+
     def user_vectors_from_batch(self, batch: dict) -> torch.Tensor:
         """Differentiable [n, dim] user vectors from a `sequence_batch` (used by training)."""
         table = torch.as_tensor(batch["table"], device=self.device)

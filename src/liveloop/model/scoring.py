@@ -56,7 +56,8 @@ class CatalogueScorer:
     def features(self, state: UserState, user_vec: np.ndarray, cand: np.ndarray, live_host, t_ns: int) -> np.ndarray:
         pop_window, pop_day = self.popularity_at(t_ns)
         comments = self.rec.base_vectors(comment_texts(state)) if state.comments else None
-        return pair_features(state, user_vec, cand, self.table, pop_window, pop_day, live_host, comments, t_ns)
+        prior = self.rec.prior_vector(state, self.item_base)
+        return pair_features(state, user_vec, cand, self.table, pop_window, pop_day, live_host, comments, t_ns, prior)
 
     def scores(self, state: UserState, user_vec: np.ndarray, cand: np.ndarray, live_host, t_ns: int,
                use_ranker: bool = True) -> np.ndarray:

@@ -140,8 +140,24 @@ def validation_rows(examples, share: float, seed: int) -> tuple[list[np.ndarray]
     return [p for p in (rows[at_start], rows[~at_start]) if len(p)], held.index.to_numpy(np.int64)
 
 
+def tower_inputs(inputs: dict, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(event vectors, types, ages, mask) of some examples; vectors are gathered from the token table per call, so
+    memory stays O(tokens), not O(examples x window x dim)."""
+    return (inputs["table"][inputs["rows"][rows]], inputs["types"][rows], inputs["ages"][rows], inputs["mask"][rows])
+
+
+def own_items(states, row_of: dict[str, int], window: int) -> np.ndarray:
+    """[examples, window] catalogue rows of the items in each user's sequence (-1 pads): masked out of the tower's
+    softmax, since the ranker, not the tower, decides about items the user already engaged with."""
+    out = np.full((len(states), window), -1, dtype=np.int64)
+    for i, s in enumerate(states):
+        rows = list(dict.fromkeys(row_of[t[2:]] for t in s.tokens if t.startswith("i:") and t[2:] in row_of))[:window]
+        out[i, :len(rows)] = rows
+    return out
+
+
 def tower_ndcg(rec: Recommender, inputs: dict, parts: list[torch.Tensor], item_base: torch.Tensor,
-               live: torch.Tensor, targets: torch.Tensor) -> float:
+               live, targets: torch.Tensor) -> float:
     """Mean over the validation parts of NDCG@10 of the target among the items live at its cut (ties count against
     it)."""
     return float(np.mean([_ndcg(rec, inputs, rows, item_base, live, targets) for rows in parts]))
@@ -151,8 +167,8 @@ def _ndcg(rec: Recommender, inputs: dict, rows: torch.Tensor, item_base: torch.T
           targets: torch.Tensor) -> float:
     with torch.no_grad():
         rec.net.eval()
-        users = rec.net.users(*(inputs[k][rows] for k in ("vecs", "types", "ages", "mask")))
-        logits = (users @ rec.net.items(item_base).T).masked_fill(~live[rows], float("-inf"))
+        users = rec.net.users(*tower_inputs(inputs, rows))
+        logits = (users @ rec.net.items(item_base).T).masked_fill(~live(rows), float("-inf"))
         target = logits.gather(1, targets[rows][:, None])
         rank = (logits >= target).sum(1).float()
         gain = torch.where(rank <= VALIDATION_K, 1.0 / torch.log2(rank + 1.0), torch.zeros_like(rank))
@@ -203,16 +219,22 @@ def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, ou
             raise TrainDataError("the batches hold no click/add_to_cart/purchase event by a user with earlier history")
         seq = rec.sequence_batch(states, scorer.item_base)
         dev = dist.device
-        table = torch.as_tensor(seq["table"], device=dev)
-        inputs = {"vecs": table[torch.as_tensor(seq["rows"], device=dev)],
-                  "types": torch.as_tensor(seq["types"], device=dev), "ages": torch.as_tensor(seq["ages"], device=dev),
-                  "mask": torch.as_tensor(seq["mask"], device=dev)}
+        inputs = {k: torch.as_tensor(seq[k], device=dev) for k in ("table", "rows", "types", "ages", "mask")}
         item_base = torch.as_tensor(scorer.table.base, device=dev)
         targets = torch.as_tensor(ex["item_id"].map(scorer.table.row_of).to_numpy(np.int64), device=dev)
         weights = torch.as_tensor(ex["weight"].to_numpy(np.float32), device=dev)
         cut_masks, cut_of = live_masks(data, ex)
         cut_masks, cut_of = torch.as_tensor(cut_masks, device=dev), torch.as_tensor(cut_of, device=dev)
         cut_masks[cut_of, targets] = True  # a target taken from a room outside the window is still a target
+        own = torch.as_tensor(own_items(states, scorer.table.row_of, mc.history_window), device=dev)
+
+        def candidates(rows: torch.Tensor) -> torch.Tensor:
+            """[rows, catalogue] bool: live at the example's cut and not already in the user's history."""
+            live = cut_masks[cut_of[rows]].clone()
+            mine = own[rows]
+            r, c = torch.nonzero(mine >= 0, as_tuple=True)
+            live[r, mine[r, c]] = False
+            return live
         val_parts, held = validation_rows(ex, tc.validation, seed)
         n_val = sum(len(p) for p in val_parts)
         n_val = n_val if n_val >= MIN_VALIDATION and len(ex) - len(held) >= MIN_VALIDATION else 0
@@ -238,7 +260,7 @@ def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, ou
             return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
         def validate() -> float | None:
-            return tower_ndcg(rec, inputs, val_idx, item_base, cut_masks[cut_of], targets) if n_val and dist.is_master else None
+            return tower_ndcg(rec, inputs, val_idx, item_base, candidates, targets) if n_val and dist.is_master else None
 
         best = before = validate() if start_step == 0 else rec.state.get("best_validation")
         best_step = rec.state.get("best_step", 0) if resume is not None else 0
@@ -263,13 +285,12 @@ def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, ou
             if n_items > tc.max_negatives:  # sampled softmax: the batch's targets plus uniform negatives
                 cols = torch.unique(torch.cat([batch_targets, torch.as_tensor(rng.choice(n_items, tc.max_negatives, replace=False), device=dev)]))
                 batch_targets = torch.searchsorted(cols, batch_targets)
-                cand, live = item_base[cols], cut_masks[cut_of[batch]][:, cols]
+                cand, live = item_base[cols], candidates(batch)[:, cols]
             else:
-                cand, live = item_base, cut_masks[cut_of[batch]]
+                cand, live = item_base, candidates(batch)
             net.train()
             with autocast:
-                loss = model(inputs["vecs"][batch], inputs["types"][batch], inputs["ages"][batch], inputs["mask"][batch],
-                             cand, live, batch_targets, weights[batch])
+                loss = model(*tower_inputs(inputs, batch), cand, live, batch_targets, weights[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
