@@ -46,6 +46,7 @@ class UserState:
     positives: int = 0
     mean_log_price: float = float("nan")  # of purchases with a price
     comments: list[str] = field(default_factory=list)  # comment tokens, newest first
+    last_host: str = ""  # host of the room of the newest event ("" outside rooms): the session the user is in
 
     @property
     def empty(self) -> bool:
@@ -149,6 +150,7 @@ class Histories:
             if len(paid):
                 state.mean_log_price = float(np.log(paid).mean())
         state.comments = [t for t, c in zip(tokens, types) if c == TYPE_CODES["comment"]]
+        state.last_host = str(self.hosts[cut - 1])
         return state
 
 

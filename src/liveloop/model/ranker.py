@@ -23,7 +23,7 @@ FEATURES: tuple[str, ...] = (
     "retrieval_cosine", "log_item_count", "log_purchase_count", "days_since_last", "log_popularity_window",
     "log_popularity_day", "category_share", "log_category_count", "host_share", "log_price", "price_gap",
     "comment_similarity", "log_user_positives", "item_age_days", "repeat_share", "history_length",
-    "pretrained_cosine",
+    "pretrained_cosine", "same_host_as_last_event", "days_since_last_event",
 )
 DAY_NS = NS_PER_DAY
 REPEAT_PRIOR = 2.0  # pseudo-counts pulling an item's repeat share towards its category's
@@ -148,6 +148,10 @@ def pair_features(state: UserState, user_vec: np.ndarray, cand: np.ndarray, tabl
     out[:, 14] = table.repeat_share[cand]
     out[:, 15] = len(state.tokens)
     out[:, 16] = table.base[cand] @ np.asarray(prior_vec, np.float32)
+    if live_host is not None and state.last_host:
+        out[:, 17] = [float(h == state.last_host) if h else np.nan for h in live_host]
+    if len(state.ages):
+        out[:, 18] = float(state.ages[0])
     return out
 
 
