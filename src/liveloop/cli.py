@@ -219,7 +219,7 @@ def train_cmd(
     ),
     params: Path = PARAMS,
 ) -> None:
-    """Fine-tune the recommender on new batches mixed with replay; writes a model dir and metrics/train.*."""
+    """Update the recommender on new batches (+ replay from earlier ones): towers, then ranker; writes a model dir and metrics/train.*."""
     import json
     import os
     import shutil

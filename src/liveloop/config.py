@@ -109,7 +109,7 @@ class TrainConfig(_Section):
     warmup_steps: int = Field(50, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     bf16: bool = False
-    replay_ratio: float = Field(0.3, ge=0, lt=1)
+    replay_ratio: float = Field(0.5, ge=0, lt=1)
     max_examples: int = Field(30_000, ge=1)
     max_negatives: int = Field(2048, ge=16)
     purchase_weight: float = Field(3.0, gt=0)

@@ -122,18 +122,23 @@ def _write_log(path: Path, rows: list[dict]) -> None:
 
 
 def validation_rows(examples, share: float, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """(validation parts, rows held out of training): a seeded `share` of the newest day's users, all of their rows
-    that day held out (a user's cuts share most of their history, so holding out single rows would leak).
+    """(validation parts, rows held out of training).
 
+    With several days, the newest day is held out whole: the tower must do well on a day it never saw (learning
+    "what is hot today" from other users of the same day does not carry over to tomorrow's rooms). With one day, a
+    seeded `share` of its users is held out with all their rows (a user's cuts share most of their history).
     The parts are cuts at the day's start (cross-day taste) and later cuts (in-session reaction); steps are compared
     on the mean of both, so a tower that learns one by forgetting the other is not kept."""
     if examples.empty:
         return [], np.zeros(0, dtype=np.int64)
     newest = examples.loc[examples["day"] == examples["day"].max()]
-    users = np.array(sorted(set(newest["user_id"])), dtype=object)
-    rng = np.random.default_rng([seed, 4])
-    chosen = set(rng.choice(users, size=int(round(len(users) * share)), replace=False)) if len(users) else set()
-    held = newest.loc[newest["user_id"].isin(chosen)]
+    if examples["day"].nunique() >= 2:
+        held = newest
+    else:
+        users = np.array(sorted(set(newest["user_id"])), dtype=object)
+        rng = np.random.default_rng([seed, 4])
+        chosen = set(rng.choice(users, size=int(round(len(users) * share)), replace=False)) if len(users) else set()
+        held = newest.loc[newest["user_id"].isin(chosen)]
     first = held.drop_duplicates(["user_id", "ts"], keep="first")
     at_start = (first["ts"] == first["ts"].dt.normalize()).to_numpy()
     rows = first.index.to_numpy(np.int64)
