@@ -52,7 +52,7 @@ def run(model_dir: Path, batches_dir: Path) -> dict:
     nouns = live_nouns({i: titles[i] for i in live if i in titles})
     rec = Recommender.load(model_dir)
     hist = Histories.from_events(history["events"], history["streams"])
-    scorer = CatalogueScorer.from_items(rec, items, Popularity.from_histories(hist))
+    scorer = CatalogueScorer.from_items(rec, items, Popularity.from_histories(hist), history["streams"])
     cand = np.array([scorer.table.row_of[i] for i in live], dtype=np.int64)
     host_of = {}
     for host, ids in zip(latest["streams"]["host_id"].astype(str), latest["streams"]["item_ids"]):

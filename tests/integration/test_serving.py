@@ -295,7 +295,7 @@ def test_served_user_vectors_equal_training(server):
     assert state.index.now == now
     rec = Recommender.load(stored[0] / MODEL_DIR, device="cpu")
     hist = Histories.from_events(batch["events"], batch["streams"])
-    scorer = CatalogueScorer.from_items(rec, batch["items"], Popularity.from_histories(hist))
+    scorer = CatalogueScorer.from_items(rec, batch["items"], Popularity.from_histories(hist), batch["streams"])
     window = rec.config.history_window
     expected = [hist.state_at(u, now.value + 1, window) for u in users]
     for (profile, _), want in zip(served, expected):

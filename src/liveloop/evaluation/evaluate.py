@@ -47,7 +47,8 @@ class RecommenderScorer:
         history = split.history
         self.hist = Histories.from_events(history["events"], history["streams"])
         catalogue = sorted(set(history["items"]["item_id"].astype(str)) | set(split.candidate_ids))
-        self.scorer = CatalogueScorer.from_items(recommender, history["items"], Popularity.from_histories(self.hist), item_ids=catalogue)
+        self.scorer = CatalogueScorer.from_items(recommender, history["items"], Popularity.from_histories(self.hist),
+                                                 history["streams"], item_ids=catalogue)
         self.cand = np.array([self.scorer.table.row_of[c] for c in split.candidate_ids], dtype=np.int64)
         self.item_ids = list(split.candidate_ids)
         hosts = live_after(history["streams"], split.as_of, split.as_of + pd.Timedelta(days=1))

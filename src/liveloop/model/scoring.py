@@ -23,11 +23,12 @@ class CatalogueScorer:
         self._pop_cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     @classmethod
-    def from_items(cls, rec: Recommender, items: pd.DataFrame, popularity: Popularity,
+    def from_items(cls, rec: Recommender, items: pd.DataFrame, popularity: Popularity, streams: pd.DataFrame | None = None,
                    repeat: dict[str, float] | None = None, item_ids: list[str] | None = None) -> "CatalogueScorer":
-        """Embed the catalogue's texts (cached) and build its item table."""
+        """Embed the catalogue's texts (cached; with the title of the latest room showing each item, as the service
+        does) and build its item table."""
         item_ids = list(item_ids) if item_ids is not None else sorted(set(items["item_id"].astype(str)))
-        texts = item_texts(items.loc[items["item_id"].astype(str).isin(set(item_ids))])
+        texts = item_texts(items.loc[items["item_id"].astype(str).isin(set(item_ids))], streams)
         base = rec.base_vectors([texts.get(i, "unknown item") for i in item_ids])
         repeat = repeat if repeat is not None else rec.stats.get("repeat_share", {})
         return cls(rec, ItemTable.build(items, item_ids, base, rec.item_vectors(base), repeat), popularity)

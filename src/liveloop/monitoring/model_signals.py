@@ -47,7 +47,8 @@ def score_summary(model, side: Side) -> pd.DataFrame:
     from liveloop.model.scoring import CatalogueScorer
 
     hist = Histories.from_events(side.tables["events"], side.tables["streams"])
-    scorer = CatalogueScorer.from_items(model, side.tables["items"], Popularity.from_histories(hist), item_ids=side.item_ids)
+    scorer = CatalogueScorer.from_items(model, side.tables["items"], Popularity.from_histories(hist), side.tables["streams"],
+                                        item_ids=side.item_ids)
     t = int(hist.ts.max()) + 1 if len(hist.ts) else 0
     states = [hist.state_at(u, t, model.config.history_window) for u in side.user_ids]
     vecs = scorer.user_vectors(states)

@@ -307,7 +307,10 @@ def upsert_items(state: ServingState, log: FeedbackLog | None, items: list[dict]
         raise RequestError(f"unknown stream_id(s) {unknown[:10]}")
     with state.write_lock:
         index = state.index
-        texts = item_texts(frame)
+        shown_in = index.streams.set_index("stream_id")["title"].to_dict()
+        rooms = pd.DataFrame({"title": [shown_in[s] for s in frame["stream_id"].dropna()], "start": index.now,
+                              "item_ids": [[i] for i in frame.loc[frame["stream_id"].notna(), "item_id"]]})
+        texts = item_texts(frame, rooms)
         base = state.model.base_vectors([texts[i] for i in frame["item_id"]])
         vectors = state.model.item_vectors(base)
         links = frame.dropna(subset=["stream_id"]).groupby("stream_id")["item_id"].apply(list).to_dict()

@@ -64,7 +64,7 @@ def save_champion_model(cfg: Config, ws: Workspace) -> str:
     latest_streams = read_batch(batches[-1])["streams"]
     items = history["items"]
     model = Recommender.load(source, cache_dir=ws.state / "vectors")
-    texts = item_texts(items)
+    texts = item_texts(items, history["streams"])
     base = model.base_vectors([texts[i] for i in items["item_id"].astype(str)])
     vectors = model.item_vectors(base)
     behaviour = behaviour_events(history["events"]).sort_values("ts")

@@ -212,7 +212,8 @@ def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, ou
         # ---- data: examples on cached vectors --------------------------------------------------------------------
         data = build_training_data([Path(d) for d in batch_dirs], ws.accepted, tc, seed, replay=parent is not None)
         repeat = repeat_shares(data.hist, data.tables["items"])
-        scorer = CatalogueScorer.from_items(rec, data.tables["items"], data.popularity, repeat, item_ids=data.catalogue)
+        scorer = CatalogueScorer.from_items(rec, data.tables["items"], data.popularity, data.tables["streams"], repeat,
+                                            item_ids=data.catalogue)
         ex = data.examples
         states = states_at(data.hist, ex["user_id"], ex["ts"], mc.history_window)
         # the tower learns what is new to the user; items already in the history (the funnel's next step, repeats)
@@ -273,8 +274,9 @@ def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, ou
         n_items = item_base.shape[0]
 
         # ---- stage 1: the towers -------------------------------------------------------------------------------------
-        steps = range(start_step, tc.steps)
-        if dist.is_master and tc.steps > start_step:
+        # without a validation slice the tower cannot be compared with its start, so it keeps the start
+        steps = range(start_step, tc.steps if n_val else start_step)
+        if dist.is_master and n_val and tc.steps > start_step:
             from tqdm.auto import tqdm
 
             steps = tqdm(steps, initial=start_step, total=tc.steps, desc="training towers", unit="step", mininterval=2)
@@ -329,7 +331,8 @@ def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, ou
         final_loss = float(np.mean(losses_seen[-FINAL_LOSS_WINDOW:])) if losses_seen else float("nan")
         if dist.is_master:
             # the item vectors moved in stage 1: the ranker reads the final ones
-            scorer = CatalogueScorer.from_items(rec, data.tables["items"], data.popularity, repeat, item_ids=data.catalogue)
+            scorer = CatalogueScorer.from_items(rec, data.tables["items"], data.popularity, data.tables["streams"], repeat,
+                                            item_ids=data.catalogue)
             rank_started = time.perf_counter()
             ranker, rank_info = fit_ranker(scorer, data, tc, seed, start_ranker)
             rec.ranker = ranker
