@@ -76,7 +76,8 @@ def _sample(cand: np.ndarray, labels: np.ndarray, retrieval: np.ndarray, own: se
     if len(cand) <= limit:
         return np.arange(len(cand))
     must = np.flatnonzero((labels > 0) | np.isin(cand, list(own)))
-    hard = [j for j in np.argsort(-retrieval) if j not in set(must)][: int(limit * HARD_SHARE)]
+    order = np.argsort(-retrieval, kind="stable")
+    hard = order[~np.isin(order, must)][: int(limit * HARD_SHARE)]
     rest = np.setdiff1d(np.arange(len(cand)), np.concatenate([must, hard]).astype(np.int64))
     rand = rng.choice(rest, size=min(len(rest), max(0, limit - len(must) - len(hard))), replace=False)
     return np.sort(np.concatenate([must, np.asarray(hard, np.int64), rand]).astype(np.int64))
