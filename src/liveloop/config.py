@@ -96,6 +96,7 @@ class ModelConfig(_Section):
     seq_heads: int = Field(2, ge=1, le=16)
     dropout: float = Field(0.0, ge=0, lt=1)
     popularity_days: int = Field(30, ge=1, le=3650)
+    rank_candidates: int = Field(300, ge=10)  # big catalogues: own items + this many best by retrieval are ranked
 
 
 class TrainConfig(_Section):
@@ -122,7 +123,6 @@ class TrainConfig(_Section):
     eval_every: int = Field(50, ge=1)
     rank_cuts: list[float] = Field([0.0, 0.5, 0.8], min_length=1)
     rank_days: int = Field(14, ge=1)
-    rank_candidates: int = Field(300, ge=10)
     rank_trees: int = Field(300, ge=1)
     rank_leaves: int = Field(31, ge=2)
     rank_lr: float = Field(0.05, gt=0)

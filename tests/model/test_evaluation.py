@@ -21,8 +21,8 @@ from liveloop.workspace import Workspace
 SMALL = {
     "simulate.days": 3, "simulate.n_users": 120, "simulate.n_items": 60, "simulate.n_hosts": 4,
     "simulate.rooms_per_day": 3, "simulate.items_per_room": 15,
-    "model.history_window": 10, "model.seq_dim": 16,
-    "train.steps": 20, "train.batch_size": 32, "train.rank_trees": 20, "train.rank_candidates": 40,
+    "model.history_window": 10, "model.seq_dim": 16, "model.rank_candidates": 40,
+    "train.steps": 20, "train.batch_size": 32, "train.rank_trees": 20,
     "train.max_rank_groups": 200, "train.max_ctr_rows": 3000, "train.device": "cpu",
     "evaluate.bootstrap_samples": 50, "evaluate.mf_iterations": 2, "evaluate.mf_factors": 8,
 }

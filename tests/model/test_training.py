@@ -28,9 +28,9 @@ REPO = Path(__file__).resolve().parents[2]
 SMALL = {
     "simulate": {"days": 3, "n_users": 400, "n_items": 60, "n_hosts": 4, "rooms_per_day": 3, "items_per_room": 15,
                  "sessions_per_user_per_day": 1.5},
-    "model": {"history_window": 10, "seq_dim": 16},
+    "model": {"history_window": 10, "seq_dim": 16, "rank_candidates": 40},
     "train": {"steps": 30, "batch_size": 32, "eval_every": 5, "checkpoint_every": 10, "warmup_steps": 2,
-              "validation": 0.4, "rank_trees": 20, "rank_candidates": 40,
+              "validation": 0.4, "rank_trees": 20,
               "max_rank_groups": 200, "max_ctr_rows": 3000, "device": "cpu"},
 }
 ARTIFACT_SUFFIXES = {".safetensors", ".json", ".csv"}

@@ -15,6 +15,16 @@ from liveloop.model.text import item_texts
 POPULARITY_DAY = 1.0  # "popular now": positives in the last day
 
 
+def generate(retrieval: np.ndarray, own: np.ndarray, limit: int) -> np.ndarray:
+    """Positions of the candidates the ranker orders: every own item, then the best by retrieval up to `limit`.
+
+    Training samples its groups with this too, so the ranker learns on the candidate mix it is used on."""
+    order = np.argsort(-retrieval, kind="stable")
+    own_pos = np.flatnonzero(own)
+    rest = order[~own[order]][: max(0, limit - len(own_pos))]
+    return np.sort(np.concatenate([own_pos, rest]).astype(np.int64))
+
+
 class CatalogueScorer:
     """A recommender bound to a catalogue (vectors computed once) and a popularity history."""
 
@@ -64,9 +74,20 @@ class CatalogueScorer:
                use_ranker: bool = True) -> np.ndarray:
         """Final scores of candidate rows: the ranker's when the model has one, else the retrieval score."""
         ranker = self.rec.ranker
-        if use_ranker and ranker is not None and ranker.ranks:
+        retrieval = self.table.vecs[cand] @ np.asarray(user_vec, np.float32) / self.rec.config.temperature
+        if not (use_ranker and ranker is not None and ranker.ranks):
+            return retrieval
+        limit = self.rec.config.rank_candidates
+        if len(cand) <= limit:
             return ranker.rank_scores(self.features(state, user_vec, cand, live_host, t_ns))
-        return self.table.vecs[cand] @ np.asarray(user_vec, np.float32) / self.rec.config.temperature
+        # a big catalogue: rank the generated candidates, the rest follow in retrieval order below all of them
+        own = np.isin(cand, [self.table.row_of[i] for i in state.item_counts if i in self.table.row_of])
+        picked = generate(retrieval, own, limit)
+        hosts = None if live_host is None else np.asarray(live_host, dtype=object)[picked]
+        ranked = ranker.rank_scores(self.features(state, user_vec, cand[picked], hosts, t_ns))
+        out = retrieval - retrieval.max() + (ranked.min() if len(ranked) else 0.0) - 1.0
+        out[picked] = ranked
+        return out
 
     def ctr(self, state: UserState, user_vec: np.ndarray, cand: np.ndarray, live_host, t_ns: int) -> np.ndarray:
         """Click/take probabilities from the CTR model; a logistic of the retrieval score without one."""

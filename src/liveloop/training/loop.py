@@ -121,10 +121,22 @@ def _write_log(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+def newest_days(days, share: float) -> set:
+    """The newest days holding at least `share` of the rows (at least one day, never all of them)."""
+    counts = days.value_counts().sort_index(ascending=False)
+    need, kept, total = share * len(days), [], 0
+    for day, n in counts.items():
+        if total >= need or len(kept) == len(counts) - 1:
+            break
+        kept.append(day)
+        total += n
+    return set(kept)
+
+
 def validation_rows(examples, share: float, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
     """(validation parts, rows held out of training).
 
-    With several days, the newest day is held out whole: the tower must do well on a day it never saw (learning
+    With several days, the newest days (at least `share` of the rows) are held out whole: the tower must do well on a day it never saw (learning
     "what is hot today" from other users of the same day does not carry over to tomorrow's rooms). With one day, a
     seeded `share` of its users is held out with all their rows (a user's cuts share most of their history).
     The parts are cuts at the day's start (cross-day taste) and later cuts (in-session reaction); steps are compared
@@ -133,7 +145,7 @@ def validation_rows(examples, share: float, seed: int) -> tuple[list[np.ndarray]
         return [], np.zeros(0, dtype=np.int64)
     newest = examples.loc[examples["day"] == examples["day"].max()]
     if examples["day"].nunique() >= 2:
-        held = newest
+        held = examples.loc[examples["day"].isin(newest_days(examples["day"], share))]
     else:
         users = np.array(sorted(set(newest["user_id"])), dtype=object)
         rng = np.random.default_rng([seed, 4])

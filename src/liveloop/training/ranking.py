@@ -18,7 +18,6 @@ from liveloop.training.examples import TrainingData, ctr_rows, rank_groups
 
 K = 10
 MIN_GROUPS = 10
-HARD_SHARE = 0.5  # of the sampled candidates: the best by retrieval (hard negatives); the rest random
 
 
 def balanced_ndcg(scores: np.ndarray, labels: np.ndarray, sizes: np.ndarray, at_start: np.ndarray) -> float:
@@ -72,20 +71,19 @@ def ece(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> float:
 
 def _sample(cand: np.ndarray, labels: np.ndarray, retrieval: np.ndarray, own: set[int], limit: int,
             rng: np.random.Generator) -> np.ndarray:
-    """Candidate positions to keep: every taken and every own item, the best by retrieval, then random."""
+    """Candidate positions to keep: the same generated set the scorer ranks (liveloop.model.scoring.generate:
+    own items + the best by retrieval), plus every taken item (the labels)."""
+    from liveloop.model.scoring import generate
+
     if len(cand) <= limit:
         return np.arange(len(cand))
-    must = np.flatnonzero((labels > 0) | np.isin(cand, list(own)))
-    order = np.argsort(-retrieval, kind="stable")
-    hard = order[~np.isin(order, must)][: int(limit * HARD_SHARE)]
-    rest = np.setdiff1d(np.arange(len(cand)), np.concatenate([must, hard]).astype(np.int64))
-    rand = rng.choice(rest, size=min(len(rest), max(0, limit - len(must) - len(hard))), replace=False)
-    return np.sort(np.concatenate([must, np.asarray(hard, np.int64), rand]).astype(np.int64))
+    generated = generate(retrieval, np.isin(cand, list(own)), limit)
+    return np.union1d(generated, np.flatnonzero(labels > 0)).astype(np.int64)
 
 
 def ranking_matrix(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, seed: int):
     """(X, labels, group sizes, group days, group cut at the day's start) of every rank group, candidates sampled down
-    to tc.rank_candidates."""
+    to model.rank_candidates."""
     groups = rank_groups(data, tc, seed)
     window = scorer.rec.config.history_window
     states = [data.hist.state_at(g.user_id, g.t_ns, window) for g in groups]
@@ -97,7 +95,7 @@ def ranking_matrix(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig,
         keep_ids = [j for j, c in enumerate(g.candidates) if c in scorer.table.row_of]
         labels, hosts = g.labels[keep_ids], np.asarray(g.live_host, dtype=object)[keep_ids]
         own = {scorer.table.row_of[i] for i in state.item_counts if i in scorer.table.row_of}
-        pick = _sample(cand, labels, scorer.table.vecs[cand] @ vec, own, tc.rank_candidates, rng)
+        pick = _sample(cand, labels, scorer.table.vecs[cand] @ vec, own, scorer.rec.config.rank_candidates, rng)
         if not (labels[pick] > 0).any():
             continue
         xs.append(scorer.features(state, vec, cand[pick], hosts[pick], g.t_ns))
@@ -110,13 +108,17 @@ def ranking_matrix(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig,
     return np.concatenate(xs), np.concatenate(ys), np.asarray(sizes), np.asarray(days), np.asarray(at_start)
 
 
-def _split(days: np.ndarray) -> np.ndarray:
-    """Boolean mask of validation groups: the newest day when there are several, else the newest fifth."""
-    distinct = sorted(set(days))
-    if len(distinct) >= 2:
-        return days == distinct[-1]
+def _split(days: np.ndarray, share: float) -> np.ndarray:
+    """Boolean mask of validation groups: the newest days holding `share` of the groups when there are several
+    days, else the newest `share` of the groups."""
+    import pandas as pd
+
+    from liveloop.training.loop import newest_days
+
+    if len(set(days)) >= 2:
+        return np.isin(days, list(newest_days(pd.Series(days), share)))
     mask = np.zeros(len(days), dtype=bool)
-    mask[int(len(days) * 0.8):] = True
+    mask[int(len(days) * (1 - share)):] = True
     return mask
 
 
@@ -144,7 +146,7 @@ def fit_ranker(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, see
     matrix = ranking_matrix(scorer, data, tc, seed)
     if matrix is not None:
         x, y, sizes, days, at_start = matrix
-        val = _split(days)
+        val = _split(days, max(tc.validation, 0.2))
         info.update(groups=int(len(sizes)), validation_groups=int(val.sum()), rows=int(len(y)))
         if val.sum() >= MIN_GROUPS and (~val).sum() >= MIN_GROUPS:
             tr_rows, va_rows = _rows(sizes, ~val), _rows(sizes, val)
