@@ -77,6 +77,8 @@ class CatalogueScorer:
         retrieval = self.table.vecs[cand] @ np.asarray(user_vec, np.float32) / self.rec.config.temperature
         if not (use_ranker and ranker is not None and ranker.ranks):
             return retrieval
+        if state.positives == 0 and ranker.info.get("cold_order", "retrieval") == "retrieval":
+            return retrieval  # validation found the ranker no better for users without positives (or too few)
         limit = self.rec.config.rank_candidates
         if len(cand) <= limit:
             return ranker.rank_scores(self.features(state, user_vec, cand, live_host, t_ns))

@@ -89,7 +89,7 @@ def ranking_matrix(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig,
     states = [data.hist.state_at(g.user_id, g.t_ns, window) for g in groups]
     vecs = scorer.user_vectors(states) if states else np.zeros((0, scorer.table.base.shape[1]))
     rng = np.random.default_rng([seed, 3])
-    xs, ys, sizes, days, at_start = [], [], [], [], []
+    xs, ys, sizes, days, at_start, cold = [], [], [], [], [], []
     for g, state, vec in zip(groups, states, vecs):
         cand = np.array([scorer.table.row_of[c] for c in g.candidates if c in scorer.table.row_of], dtype=np.int64)
         keep_ids = [j for j, c in enumerate(g.candidates) if c in scorer.table.row_of]
@@ -103,9 +103,11 @@ def ranking_matrix(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig,
         sizes.append(len(pick))
         days.append(g.day)
         at_start.append(g.t_ns == pd.Timestamp(g.day).value)
+        cold.append(state.positives == 0)
     if not xs:
         return None
-    return np.concatenate(xs), np.concatenate(ys), np.asarray(sizes), np.asarray(days), np.asarray(at_start)
+    return (np.concatenate(xs), np.concatenate(ys), np.asarray(sizes), np.asarray(days), np.asarray(at_start),
+            np.asarray(cold))
 
 
 def _split(days: np.ndarray, share: float) -> np.ndarray:
@@ -145,7 +147,7 @@ def fit_ranker(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, see
     rank_model = start_ranker.rank_model if start_ranker is not None else None
     matrix = ranking_matrix(scorer, data, tc, seed)
     if matrix is not None:
-        x, y, sizes, days, at_start = matrix
+        x, y, sizes, days, at_start, cold = matrix
         val = _split(days, max(tc.validation, 0.2))
         info.update(groups=int(len(sizes)), validation_groups=int(val.sum()), rows=int(len(y)))
         if val.sum() >= MIN_GROUPS and (~val).sum() >= MIN_GROUPS:
@@ -161,6 +163,8 @@ def fit_ranker(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, see
                 options["start_ranker"] = balanced_ndcg(start_ranker.rank_scores(xv), yv, sv, av)
             choice = max(options, key=lambda name: (options[name], name == "start_ranker"))
             info.update(validation_ndcg=options, kept=choice, trees=int(booster.best_iteration or tc.rank_trees))
+            info["cold_order"] = (cold_order(booster, x, y, sizes, val & cold) if choice == "new_ranker" else
+                                  (start_ranker.info.get("cold_order", "retrieval") if choice == "start_ranker" else "retrieval"))
             rank_model = {"retrieval": None, "start_ranker": rank_model,
                           "new_ranker": booster.model_to_string(num_iteration=booster.best_iteration)}[choice]
         else:
@@ -170,7 +174,18 @@ def fit_ranker(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, see
     info["ctr"] = ctr_info
     if rank_model is None and ctr_model is None:
         return None, info
-    return Ranker(rank_model, ctr_model, {"trained_on": [str(d) for d in data.new_days]}), info
+    return Ranker(rank_model, ctr_model, {"trained_on": [str(d) for d in data.new_days],
+                                           "cold_order": info.get("cold_order", "retrieval")}), info
+
+
+def cold_order(booster, x: np.ndarray, y: np.ndarray, sizes: np.ndarray, groups: np.ndarray) -> str:
+    """How to order users without any positive yet (a new visitor who only commented): by the ranker only when it
+    beats the retrieval order on such validation groups; with too few of them, the start (retrieval) stays."""
+    if groups.sum() < MIN_GROUPS:
+        return "retrieval"
+    rows = _rows(sizes, groups)
+    ranked = group_ndcg(booster.predict(x[rows], num_iteration=booster.best_iteration), y[rows], sizes[groups])
+    return "ranker" if ranked > group_ndcg(x[rows, 0], y[rows], sizes[groups]) else "retrieval"
 
 
 def fit_ctr(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, seed: int, start_ranker: Ranker | None,
