@@ -18,6 +18,7 @@ import numpy as np
 
 BUILTIN_ENCODER = "all-MiniLM-L6-v2"
 MAX_TOKENS = 64  # item texts ("title | category | brand | price band") and comments fit; longer text is truncated
+EMBED_BATCH = 32
 
 
 class EncoderError(ValueError):
@@ -67,7 +68,7 @@ class TextEncoder:
         weights = next(iter(self._model.parameters()))
         # the fingerprint changes with the weights, so a different encoder (or a fine-tuned one) never reads stale rows
         probe = float(weights.detach().double().sum())
-        self.fingerprint = _key(f"{name}|{self._model.config.model_type}|{self.dim}|{probe:.6e}|{max_tokens}")[:16]
+        self.fingerprint = _key(f"{name}|{self._model.config.model_type}|{self.dim}|{probe:.6e}|{max_tokens}|fixed-shape")[:16]
         self._cache: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
         self._dir = Path(cache_dir) / self.fingerprint if cache_dir is not None else None
@@ -103,20 +104,22 @@ class TextEncoder:
         (self._dir / f"{name}.json").write_text(json.dumps(keys))
 
     # encoding ----------------------------------------------------------------------------------------------------
-    def _embed(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+    def _embed(self, texts: list[str], batch_size: int = EMBED_BATCH) -> np.ndarray:
+        """Fixed-shape batches (EMBED_BATCH rows x max_tokens): a text's vector is then a function of the text alone,
+        not of which other texts shared its batch, so a cold cache and a warm one give bit-identical results."""
         import torch
 
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths together: little padding
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
-                idx = order[start : start + batch_size]
-                batch = self._tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                idx = np.arange(start, min(start + batch_size, len(texts)))
+                chunk = [texts[i] for i in idx] + [""] * (batch_size - len(idx))
+                batch = self._tokenizer(chunk, padding="max_length", truncation=True,
                                         max_length=self.max_tokens, return_tensors="pt").to(self._device)
                 hidden = self._model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-6)
-                out[idx] = torch.nn.functional.normalize(pooled.float(), dim=-1).cpu().numpy()
+                out[idx] = torch.nn.functional.normalize(pooled.float(), dim=-1).cpu().numpy()[: len(idx)]
         return out
 
     def encode(self, texts: list[str]) -> np.ndarray:
