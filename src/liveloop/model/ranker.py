@@ -59,9 +59,12 @@ class ItemTable:
                    repeat_share=np.array([repeat.get(i, np.nan) for i in item_ids], dtype=np.float64))
 
 
-def repeat_shares(hist: Histories, items: pd.DataFrame) -> dict[str, float]:
-    """item -> share of its positives made by users who had already engaged with it, smoothed to its category."""
+def repeat_shares(hist: Histories, items: pd.DataFrame, before_ns: int | None = None) -> dict[str, float]:
+    """item -> share of its positives made by users who had already engaged with it, smoothed to its category;
+    only positives before `before_ns` count when given (so training groups never read their own labels)."""
     pos = np.isin(hist.types, list(POSITIVE_CODES))
+    if before_ns is not None:
+        pos &= hist.ts < before_ns
     if not pos.any():
         return {}
     frame = pd.DataFrame({"user": hist.users[pos], "item": hist.items[pos].astype(str)})
