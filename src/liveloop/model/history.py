@@ -111,9 +111,6 @@ class Histories:
     def known(self, user_id: str) -> bool:
         return user_id in self._span
 
-    def user_ids(self) -> list[str]:
-        return list(self._span)
-
     def state_at(self, user_id: str, t_ns: int, window: int) -> UserState:
         """The user's state from events strictly before t_ns; the sequence keeps the newest `window` events."""
         lo, hi = self._span.get(user_id, (0, 0))

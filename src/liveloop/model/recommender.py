@@ -256,8 +256,3 @@ class Recommender:
         if not states:
             return np.zeros((0, self.encoder.dim), dtype=np.float32)
         return self.user_vectors_from_batch(self.sequence_batch(states, item_base)).float().cpu().numpy()
-
-    # scoring ----------------------------------------------------------------------------------------------------
-    def retrieval_scores(self, user_vecs: np.ndarray, item_vecs: np.ndarray) -> np.ndarray:
-        """[u, n] cosine / temperature."""
-        return (np.asarray(user_vecs, np.float32) @ np.asarray(item_vecs, np.float32).T) / self.config.temperature
