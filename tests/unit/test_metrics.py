@@ -258,3 +258,40 @@ def test_time_split_caps_test_users_with_a_seeded_sample():
     first = time_split(_tables(rows, ITEMS), quantile=0.6, max_users=4, seed=1)
     again = time_split(_tables(rows, ITEMS), quantile=0.6, max_users=4, seed=1)
     assert len(first.user_ids) == 4 and first.user_ids == again.user_ids == sorted(first.user_ids)
+
+
+# ------------------------------------------------------------------------------------------------------- cross-check
+def test_rank_metrics_agree_with_trec_eval_on_random_rankings():
+    """Our rank-based metrics against trec_eval (pytrec_eval) on 200 random rankings: equal to 1e-6.
+
+    Scores are distinct floats, so trec_eval's tie order (by document id) never matters."""
+    import pytrec_eval  # dev extra: pytrec-eval-terrier
+    rng = np.random.default_rng(7)
+    qrels, run, ranks = {}, {}, []
+    for q in range(200):
+        n = int(rng.integers(5, 80))
+        scores = rng.permutation(n).astype(float) + rng.random()  # distinct
+        relevant = rng.choice(n, size=int(rng.integers(1, min(n, 12) + 1)), replace=False)
+        qrels[f"q{q}"] = {f"d{j}": 1 for j in relevant}
+        run[f"q{q}"] = {f"d{j}": float(scores[j]) for j in range(n)}
+        order = np.argsort(-scores)
+        rank_of = np.empty(n, dtype=int)
+        rank_of[order] = np.arange(1, n + 1)
+        ranks.append(rank_of[relevant])
+    measures = {"ndcg_cut_10", "ndcg_cut_50", "recall_10", "recall_50", "recip_rank", "success_10"}
+    ref = pytrec_eval.RelevanceEvaluator(qrels, measures).evaluate(run)
+    ours = {"ndcg_cut_10": M.ndcg(ranks, 10), "ndcg_cut_50": M.ndcg(ranks, 50), "recall_10": M.recall(ranks, 10),
+            "recall_50": M.recall(ranks, 50), "recip_rank": M.reciprocal_rank(ranks), "success_10": M.hit_rate(ranks, 10)}
+    for measure, values in ours.items():
+        expected = np.array([ref[f"q{q}"][measure] for q in range(200)])
+        np.testing.assert_allclose(values, expected, atol=1e-6, err_msg=measure)
+    assert 0.0 < ours["ndcg_cut_10"].mean() < 1.0  # the random rankings are neither perfect nor empty
+
+
+def test_auc_agrees_with_sklearn_including_ties():
+    from sklearn import metrics as sklearn_metrics  # installed with evidently
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        labels = rng.random(300) < rng.uniform(0.05, 0.6)
+        scores = np.round(rng.random(300), 1)  # few distinct values: many ties
+        assert M.auc(labels, scores) == pytest.approx(sklearn_metrics.roc_auc_score(labels, scores), abs=1e-12)
