@@ -206,12 +206,14 @@ def score_all(scorers: list, split: EvalSplit, cfg, seed: int) -> tuple[dict, di
             chunk_ranks, chunk_top = _ranks_and_top(scores, targets.positions[start:stop], targets.tie_key, k_large)
             ranks += chunk_ranks
             tops.append(chunk_top)
-            if has_ctr:
-                in_chunk = (targets.ctr_users >= start) & (targets.ctr_users < stop)
-                probs = scorer.ctr_last()
-                ctr_scores[in_chunk] = probs[targets.ctr_users[in_chunk] - start, targets.ctr_items[in_chunk]]
+            # AUC of the CTR probabilities where the scorer has them, else of its ranking scores (AUC only reads
+            # the order), so the oracle's AUC is the ceiling the model's CTR is read against
+            in_chunk = (targets.ctr_users >= start) & (targets.ctr_users < stop)
+            probs = scorer.ctr_last() if has_ctr else scores
+            ctr_scores[in_chunk] = probs[targets.ctr_users[in_chunk] - start, targets.ctr_items[in_chunk]]
         metrics = _summarise(ranks, np.concatenate(tops), len(split.candidate_ids), targets.slice_masks, cfg.ks)
-        metrics["auc"] = M.auc(targets.ctr_labels, ctr_scores) if has_ctr else None
+        metrics["auc"] = M.auc(targets.ctr_labels, ctr_scores)
+        metrics["auc_of"] = "ctr" if has_ctr else "scores"
         metrics["seconds"] = round(time.perf_counter() - started, 2)
         results[scorer.name] = metrics
         per_user[scorer.name] = M.ndcg(ranks, k_small)

@@ -23,7 +23,7 @@ FEATURES: tuple[str, ...] = (
     "retrieval_cosine", "log_item_count", "log_purchase_count", "days_since_last", "log_popularity_window",
     "log_popularity_day", "category_share", "log_category_count", "host_share", "log_price", "price_gap",
     "comment_similarity", "log_user_positives", "item_age_days", "repeat_share", "history_length",
-    "pretrained_cosine", "same_host_as_last_event", "days_since_last_event",
+    "pretrained_cosine", "same_host_as_last_event", "days_since_last_event", "price_vs_category",
 )
 DAY_NS = NS_PER_DAY
 REPEAT_PRIOR = 2.0  # pseudo-counts pulling an item's repeat share towards its category's
@@ -40,6 +40,7 @@ class ItemTable:
     base: np.ndarray  # [n, dim] frozen text vectors
     vecs: np.ndarray  # [n, dim] item-tower vectors
     repeat_share: np.ndarray  # share of positives on the item from users who had it before (smoothed)
+    price_vs_category: np.ndarray  # log price minus the median log price of its category in this table (NaN unknown)
 
     def __post_init__(self):
         self.row_of = {item: j for j, item in enumerate(self.item_ids)}
@@ -50,10 +51,14 @@ class ItemTable:
         frame = items.drop_duplicates("item_id", keep="last").set_index(items.drop_duplicates("item_id", keep="last")["item_id"].astype(str))
         frame = frame.reindex(item_ids)
         price = frame["price"].astype("float64").to_numpy()
+        log_price = np.where(price > 0, np.log(np.where(price > 0, price, 1.0)), np.nan)
+        category = frame["category"].astype("string").fillna("").astype(str).to_numpy()
+        # cheaper or dearer than its peers: what every shopper weighs, known before anyone has taken the item
+        peers = pd.Series(log_price).groupby(category).transform("median").to_numpy()
         first = pd.to_datetime(frame["first_seen"])
         first_ns = np.where(first.notna(), first.to_numpy("datetime64[ns]").astype(np.int64), -1)
-        return cls(item_ids=list(item_ids), category=frame["category"].astype("string").fillna("").astype(str).to_numpy(),
-                   log_price=np.where(price > 0, np.log(np.where(price > 0, price, 1.0)), np.nan),
+        return cls(item_ids=list(item_ids), category=category, log_price=log_price,
+                   price_vs_category=log_price - peers,
                    first_seen_ns=first_ns.astype(np.int64), base=np.asarray(base, np.float32),
                    vecs=np.asarray(vecs, np.float32),
                    repeat_share=np.array([repeat.get(i, np.nan) for i in item_ids], dtype=np.float64))
@@ -155,6 +160,7 @@ def pair_features(state: UserState, user_vec: np.ndarray, cand: np.ndarray, tabl
         out[:, 17] = [float(h == state.last_host) if h else np.nan for h in live_host]
     if len(state.ages):
         out[:, 18] = float(state.ages[0])
+    out[:, 19] = table.price_vs_category[cand]
     return out
 
 

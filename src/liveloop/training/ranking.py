@@ -3,7 +3,8 @@ on impressions), both over `liveloop.model.ranker.pair_features` of the freshly 
 
 Each is fitted on the older groups and compared on the newest day's groups with what it would replace: the ranker
 against the plain retrieval order and the start model's ranker, the CTR model against the start model's; the better
-one is kept, so stage 2 never ships something worse than its start on validation.
+one is kept, so stage 2 never ships something worse than its start on validation. A new model that wins is refitted
+on all groups with the tree count validation chose.
 """
 
 from __future__ import annotations
@@ -166,7 +167,9 @@ def fit_ranker(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, see
             info["cold_order"] = (cold_order(booster, x, y, sizes, val & cold) if choice == "new_ranker" else
                                   (start_ranker.info.get("cold_order", "retrieval") if choice == "start_ranker" else "retrieval"))
             rank_model = {"retrieval": None, "start_ranker": rank_model,
-                          "new_ranker": booster.model_to_string(num_iteration=booster.best_iteration)}[choice]
+                          "new_ranker": refit(booster, _lgb_params(tc, seed, "lambdarank"),
+                                              lgb.Dataset(x, y, group=sizes, feature_name=list(FEATURES)))
+                          if choice == "new_ranker" else None}[choice]
         else:
             info["kept"] = "start_ranker" if rank_model else "retrieval"
             info["reason"] = "too few groups to fit and validate a ranker"
@@ -234,6 +237,16 @@ def fit_ctr(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, seed: 
         options["start"] = auc(y[cut:], start_ranker.ctr(x[cut:])) or 0.0
     choice = max(options, key=lambda name: (options[name], name == "start"))
     info.update(validation_auc=options, validation_ece=ece(y[cut:], probs), kept=choice)
-    return (booster.model_to_string(num_iteration=booster.best_iteration) if choice == "new"
-            else start_ranker.ctr_model), info
+    if choice != "new":
+        return start_ranker.ctr_model, info
+    return refit(booster, _lgb_params(tc, seed, "binary"), lgb.Dataset(x, y, feature_name=list(FEATURES))), info
+
+
+def refit(booster, params: dict, full) -> str:
+    """The chosen model refitted on every row, validation included, with the tree count validation chose: the
+    newest day is what the next one most resembles, so the shipped model must have learned from it too."""
+    import lightgbm as lgb
+
+    trees = int(booster.best_iteration or booster.current_iteration())
+    return lgb.train(params, full, num_boost_round=max(1, trees)).model_to_string()
 
