@@ -1,14 +1,26 @@
-"""A tiny but complete workspace (git + params.yaml with small sizes) for end-to-end tests of the loop."""
+"""A tiny but complete workspace (git + params.yaml with small sizes) for end-to-end tests of the loop, and the
+machinery for tests of real servers: free ports, a started-and-ready process, a headless Debian chromium."""
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package (.ci/run installs it); never `playwright install`
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = REPO / "reports" / "screenshots"  # for people to look at (copied to docs/img/ by hand)
 
 TINY = {
     "simulate": {"days": 3, "n_users": 80, "n_items": 60, "n_hosts": 4, "rooms_per_day": 3, "items_per_room": 15},
@@ -42,3 +54,50 @@ def tiny_workspace(tmp_path: Path) -> Path:
     """A git repo with a tiny params.yaml; returns the params path (the workspace root is its folder)."""
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     return write_params(tmp_path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running(cmd: list[str], cwd: Path, env: dict, ready: str, log: Path, timeout: float = 180):
+    """Start `cmd` (its own process group), wait until GET `ready` (a full URL) answers 200, yield the process;
+    the group is stopped afterwards. Fails with the log's tail when the process dies or never gets ready."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.time() + timeout
+            while True:
+                assert proc.poll() is None, f"{cmd[:2]} exited: {log.read_text()[-3000:]}"
+                try:
+                    if httpx.get(ready, timeout=5).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.time() < deadline, f"{ready} not ready in {timeout} s: {log.read_text()[-3000:]}"
+                time.sleep(0.5)
+            yield proc
+        finally:
+            os.killpg(proc.pid, 15)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Playwright driving Debian's chromium, headless; skipped with the reason where either is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"no chromium at {CHROMIUM} (.ci/run installs Debian's `chromium` package where it can)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
