@@ -23,6 +23,7 @@ from liveloop.config import ValidateConfig
 from liveloop.data.batches import BATCH_META, batch_day
 from liveloop.data.schema import TABLES
 from liveloop.validation.gx_adapter import run_suites
+from liveloop.validation.limits import EARLIEST, LATEST, MAX_PRICE, MAX_QUANTITY
 from liveloop.validation.report import ValidationReport, unused_path
 
 ALREADY_ACCEPTED = "a batch for this day was already accepted"
@@ -57,6 +58,10 @@ def validate_batch(batch_dir: Path, cfg: ValidateConfig, now: datetime | None = 
         "max_text_length": str(cfg.max_text_length),
         "min_events": str(cfg.min_events),
         "max_events": str(cfg.max_events),
+        "max_price": f"{MAX_PRICE:.0f}",
+        "min_quantity": f"{-MAX_QUANTITY:.0f}",
+        "max_quantity": f"{MAX_QUANTITY:.0f}",
+        "earliest": str(EARLIEST.date()),
     }
     outcome = run_suites(tables, parameters, unavailable, wording)
     failures += outcome.failures
@@ -134,7 +139,11 @@ def _batch_day(batch_dir: Path, failures: list[str]) -> date | None:
         return folder_day
     if folder_day and meta_day and meta_day != folder_day:
         failures.append(f"{BATCH_META} says day {meta_day} but the folder is named {batch_dir.name}")
-    return folder_day or meta_day
+    day = folder_day or meta_day
+    if day is not None and not EARLIEST.date() <= day < LATEST.date():
+        failures.append(f"batch day {day} is outside {EARLIEST.date()}..{LATEST.date()}")
+        return None
+    return day
 
 
 def _read_tables(batch_dir: Path, failures: list[str]) -> dict[str, pd.DataFrame]:
@@ -165,13 +174,20 @@ def _suite_parameters(
         "max_text_length": cfg.max_text_length,
         "min_events": cfg.min_events,
         "max_events": cfg.max_events,
+        "max_price": MAX_PRICE,
+        "min_quantity": -MAX_QUANTITY,
+        "max_quantity": MAX_QUANTITY,
+        "earliest": EARLIEST,
     }
     unavailable: dict[str, str] = {}
     if day is None:
-        unavailable.update(day_start="the batch day is unknown", day_end="the batch day is unknown")
+        unavailable.update({name: "the batch day is unknown"
+                            for name in ("day_start", "day_end", "rooms_earliest", "rooms_latest")})
     else:
         parameters["day_start"] = pd.Timestamp(day)
         parameters["day_end"] = pd.Timestamp(day) + pd.Timedelta(days=1)
+        parameters["rooms_earliest"] = parameters["day_start"] - pd.Timedelta(days=1)
+        parameters["rooms_latest"] = parameters["day_end"] + pd.Timedelta(days=1)
     events = tables.get("events")
     for name, (table, column) in _REFERENCES.items():
         if table not in tables or column not in tables[table].columns:

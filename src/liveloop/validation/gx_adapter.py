@@ -157,6 +157,8 @@ def _show(value) -> str:
 def _describe_values(series: pd.Series) -> str:
     """What a column really holds, in words a data engineer can act on (bytes that are not UTF-8 called out)."""
     if series.dtype != object:
+        if pd.api.types.is_datetime64_any_dtype(series) and series.notna().any():  # e.g. [us]: outside ns range
+            return f"{series.dtype} values (from {series.min()} to {series.max()})"
         return f"{series.dtype} values"
     values = series.dropna()
     if values.empty:
