@@ -4,6 +4,8 @@ Config comes from LIVELOOP_PARAMS (default ./params.yaml; without either, the se
 model and the current folder as workspace). One worker process: the user state, the feedback writer and the item
 catalog live in its memory, so the very next request sees feedback and upserts. Heavy work happens in __init__.
 Endpoints: POST /recommend, /score, /feedback, /items; GET /v1/ready; BentoML's /healthz, /readyz, /metrics.
+Bodies are bounded like the gate's tables (validation.limits); guard.py answers bad content types, oversized
+bodies and writes without the token (LIVELOOP_API_TOKEN) before BentoML parses anything.
 """
 
 from __future__ import annotations
@@ -17,17 +19,56 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import bentoml
+import pandas as pd
 from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import JSONResponse
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from liveloop.data.schema import EVENT_TYPES
+from liveloop.serving.demo import demo_app
+from liveloop.serving.guard import RequestGuard, check_bind
 from liveloop.serving.package import MODEL_NAME
+from liveloop.validation.limits import MAX_PRICE, MAX_QUANTITY, time_problem
 
 logger = logging.getLogger("liveloop.serving")
 status_app = FastAPI(title="liveloop status")
 
+FUTURE_SLACK = pd.Timedelta(days=1)  # a client clock further ahead than this is wrong, not early
+
+
+def _time_in_range(value: datetime) -> datetime:
+    """A time pandas can hold (as UTC, ns), not before 1970 and not ahead of the wall clock by more than a day."""
+    ts = pd.Timestamp(value)
+    ts = ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+    problem = time_problem(ts)
+    if problem is None and ts > pd.Timestamp.now("UTC").tz_localize(None) + FUTURE_SLACK:
+        problem = f"{ts.isoformat()} is more than {FUTURE_SLACK} ahead of the wall clock (UTC)"
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _nonzero(value: float) -> float:
+    if value == 0:
+        raise ValueError("quantity 0 means no units: leave it out or send the units (negative: a cancellation)")
+    return value
+
+
+def _positive(value: float) -> float:
+    if value == 0:
+        raise ValueError("price must be greater than 0")
+    return value
+
+
 Id = Annotated[str, Field(min_length=1, max_length=200)]
-Text = Annotated[str, Field(max_length=2000)]
+Text = Annotated[str, Field(min_length=1, max_length=2000)]  # the gate rejects empty texts: so does the API
+Time = Annotated[datetime, AfterValidator(_time_in_range)]
+# Bounds as minimum/maximum plus a validator for "not 0": BentoML labels its schema OpenAPI 3.0, where pydantic's
+# numeric exclusiveMinimum (from gt=0) is invalid and breaks OpenAPI clients and fuzzers.
+Price = Annotated[float, Field(ge=0, le=MAX_PRICE, allow_inf_nan=False, description="greater than 0"),
+                  AfterValidator(_positive)]  # the gate's bounds (validation.limits)
+Quantity = Annotated[float, Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY, allow_inf_nan=False, description="not 0"),
+                     AfterValidator(_nonzero)]
 
 
 class _Strict(BaseModel):
@@ -37,11 +78,17 @@ class _Strict(BaseModel):
 class RecentEvent(_Strict):
     item_id: Id
     event_type: Literal[EVENT_TYPES]  # type: ignore[valid-type]
-    ts: datetime | None = None
+    ts: Time | None = None
     stream_id: Id | None = None
     text: Text | None = None
-    quantity: float | None = Field(None, allow_inf_nan=False)
-    price: float | None = Field(None, ge=0, allow_inf_nan=False)
+    quantity: Quantity | None = None
+    price: Price | None = None
+
+    @model_validator(mode="after")
+    def _comment_has_text(self):
+        if self.event_type == "comment" and self.text is None:
+            raise ValueError("a comment event needs its text")
+        return self
 
 
 class FeedbackEvent(RecentEvent):
@@ -55,60 +102,10 @@ class ItemUpsert(_Strict):
     category: Annotated[str, Field(min_length=1, max_length=200)]
     brand: Text | None = None
     description: Text | None = None
-    price: float = Field(ge=0, allow_inf_nan=False)
-    first_seen: datetime | None = None
+    price: Price
+    first_seen: Time | None = None
     stream_id: Id | None = Field(None, description="live room the product is shown in")
     available: bool = Field(True, description="recommendable now, whatever the room windows say")
-
-
-class BodySizeLimit:
-    """ASGI middleware: 413 for bodies above serve.max_body_bytes (declared or streamed)."""
-
-    def __init__(self, app, max_bytes: int | None = None):
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        if self.max_bytes is None:
-            self.max_bytes = _body_limit()
-        limit = self.max_bytes
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            return await _reject_too_large(send, limit)
-        seen = 0
-
-        async def counted_receive():
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise _TooLarge()
-            return message
-
-        try:
-            await self.app(scope, counted_receive, send)
-        except _TooLarge:
-            await _reject_too_large(send, limit)
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _reject_too_large(send, limit: int) -> None:
-    body = f'{{"error": "request body larger than {limit} bytes (serve.max_body_bytes)"}}'.encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
-
-
-def _body_limit() -> int:
-    from liveloop.config import ServeConfig, load_config
-
-    path = Path(os.environ.get("LIVELOOP_PARAMS", "params.yaml"))
-    return (load_config(path).serve if path.exists() else ServeConfig()).max_body_bytes
 
 
 def _settings(model_path: Path | None = None):
@@ -131,8 +128,9 @@ def _settings(model_path: Path | None = None):
     return cfg, ws
 
 
-def _bad_request(exc: Exception) -> bentoml.exceptions.InvalidArgument:
-    return bentoml.exceptions.InvalidArgument(str(exc))
+def _bad_request(exc: Exception) -> JSONResponse:
+    """400 {"error": ...}; returned, not raised, since BentoML wraps a raised InvalidArgument's body in a list."""
+    return JSONResponse({"error": str(exc)}, status_code=400)
 
 
 @bentoml.service(name="liveloop", workers=1, traffic={"timeout": 60, "max_concurrency": 512})
@@ -163,6 +161,11 @@ class LiveRecommender:
         self._poller = threading.Thread(target=self._poll, name="liveloop-reload", daemon=True)
         self._poller.start()
         logger.info("serving %s (%s), %d live items", self.state.version, self.state.tag, self.state.index.n_live)
+
+    @bentoml.on_deployment
+    def _refuse_open_writes() -> None:
+        """Before any worker starts: no binding beyond loopback unless writes need a token (guard.check_bind)."""
+        check_bind()
 
     def __is_ready__(self) -> bool:
         return getattr(self, "state", None) is not None
@@ -214,7 +217,7 @@ class LiveRecommender:
     async def recommend(
         self,
         user_id: Id,
-        k: Annotated[int, Field(gt=0, description="number of items, 1..serve.max_k")] = 10,
+        k: Annotated[int, Field(ge=1, description="number of items, 1..serve.max_k")] = 10,
         stream_id: Id | None = None,
         recent_events: Annotated[list[RecentEvent] | None, Field(min_length=1)] = None,
     ) -> dict:
@@ -225,7 +228,7 @@ class LiveRecommender:
         try:
             return await recommend(self.state, user_id, k, stream_id, events)
         except RequestError as exc:
-            raise _bad_request(exc) from None
+            return _bad_request(exc)
 
     @bentoml.api(route="/score")
     async def score(self, user_id: Id, item_ids: Annotated[list[Id], Field(min_length=1)]) -> dict:
@@ -235,7 +238,7 @@ class LiveRecommender:
         try:
             return await score(self.state, user_id, item_ids)
         except RequestError as exc:
-            raise _bad_request(exc) from None
+            return _bad_request(exc)
 
     @bentoml.api(route="/feedback")
     async def feedback(self, events: Annotated[list[FeedbackEvent], Field(min_length=1)]) -> dict:
@@ -249,7 +252,7 @@ class LiveRecommender:
         try:
             return await asyncio.to_thread(write)
         except RequestError as exc:
-            raise _bad_request(exc) from None
+            return _bad_request(exc)
 
     @bentoml.api(route="/items")
     async def items(self, items: Annotated[list[ItemUpsert], Field(min_length=1)]) -> dict:
@@ -267,7 +270,8 @@ class LiveRecommender:
         try:
             return await asyncio.to_thread(write)
         except RequestError as exc:
-            raise _bad_request(exc) from None
+            return _bad_request(exc)
 
 
-LiveRecommender.add_asgi_middleware(BodySizeLimit)
+LiveRecommender.add_asgi_middleware(RequestGuard)
+LiveRecommender.mount_asgi_app(demo_app, path="/demo")  # the live-room demo page (serving/demo.py)
