@@ -83,6 +83,7 @@ class ServeConfig(_Section):
     max_batch_rows: int = Field(64, ge=1)
     reload_poll_seconds: float = Field(5.0, gt=0)
     torch_threads: int = Field(1, ge=0, le=256)
+    gpu: bool = False  # GPU deployment: CUDA bento with a GPU resource, towers in bf16 on cuda (serving/gpu.py)
 
 
 class ModelConfig(_Section):

@@ -88,6 +88,7 @@ def load_state(model_path: str | Path, tag: str, serve: ServeConfig, device: str
 
     path = Path(model_path)
     model = Recommender.load(path / MODEL_DIR, device=device)
+    apply_serve_precision(model, serve.gpu)  # serve.gpu: bf16 towers on cuda
     arrays = load_file(str(path / INDEX_FILE))
     items = pd.read_parquet(path / ITEMS_FILE)
     streams = pd.read_parquet(path / STREAMS_FILE)
@@ -142,9 +143,10 @@ def parse_ts(value, default: pd.Timestamp) -> pd.Timestamp:
         return pd.Timestamp(default)
     try:
         ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise RequestError(f"ts {value!r} is not an ISO 8601 time") from None
-    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+        ts = ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+        return ts.as_unit("ns")  # what the feedback log and the next batch hold
+    except (ValueError, TypeError):  # OutOfBoundsDatetime is a ValueError
+        raise RequestError(f"ts {value!r} is not an ISO 8601 time between 1677 and 2262") from None
 
 
 async def user_profile(state: ServingState, user_id: str, recent: list[dict] | None):
@@ -315,9 +317,9 @@ def upsert_items(state: ServingState, log: FeedbackLog | None, items: list[dict]
         vectors = state.model.item_vectors(base)
         links = frame.dropna(subset=["stream_id"]).groupby("stream_id")["item_id"].apply(list).to_dict()
         availability = dict(zip(frame["item_id"], frame["available"]))
+        new_index = index.with_items(frame, vectors, availability, links)  # everything that can fail, before the log
         if log is not None:
             log.append([{"kind": "item", **r} for r in json_records(frame[[*COLUMNS["items"], "stream_id"]])])
-        new_index = index.with_items(frame, vectors, availability, links)
         state.item_base = {**state.item_base, **dict(zip(frame["item_id"].astype(str), base))}
         state.index = new_index
     return {"upserted": len(frame), "live_items": state.index.n_live}
