@@ -12,7 +12,7 @@ import time
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows.live_loop import live_loop, task_runner
+from flows.live_loop import configured, live_loop
 from liveloop.workspace import open_workspace
 
 
@@ -36,7 +36,7 @@ def replay_timeline(params: str = "params.yaml", days: int | None = None, scenar
     logger.info("simulated %d days (%s) into %s", len(simulated), sim.scenario, ws.incoming)
     batches = list_batches(ws.incoming)  # batches left over from an interrupted run go first
     results = []
-    loop = live_loop.with_options(task_runner=task_runner(cfg))
+    loop = configured(live_loop, cfg)
     for batch in batches:
         state = loop(str(batch), params=params, return_state=True)
         if state.is_completed():

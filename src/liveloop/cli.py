@@ -308,6 +308,34 @@ def package_cmd(
                + f" (BENTOML_HOME={ws.bentoml_home})")
 
 
+@app.command("loop")
+def loop_cmd(
+    batch_dir: Path = typer.Argument(..., help="New batch folder (YYYY-MM-DD with the four parquet tables)."),
+    force_train: bool = typer.Option(False, "--force-train", help="Update the model even without drift or schedule."),
+    params: Path = PARAMS,
+) -> None:
+    """One batch through the whole loop without Prefect: validate, version, drift, update, evaluate, gate, commit.
+    Prints the batch summary as JSON (also in reports/loop/<day>.json)."""
+    import json
+
+    from liveloop.loop import LoopError, run_batch
+    from liveloop.monitoring import DriftInputError
+    from liveloop.serving.package import PackagingError
+    from liveloop.training.examples import TrainDataError
+    from liveloop.validation import BatchInputError
+    from liveloop.versioning import VersioningError
+
+    cfg, ws = _setup(params)
+    _log_progress()
+    try:
+        summary = run_batch(cfg, ws, batch_dir, force_train=force_train)
+    except BatchInputError as exc:
+        _fail(str(exc), code=2)
+    except (LoopError, DriftInputError, PackagingError, TrainDataError, VersioningError, *_evaluation_errors()) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(summary, indent=2, default=str))
+
+
 def _evaluation_errors() -> tuple[type[Exception], ...]:
     """User-facing errors of evaluate/benchmark (bad folders, empty windows, bad model dirs, unknown ids)."""
     from liveloop.data.simulator import SimulationError

@@ -65,6 +65,7 @@ class LoopConfig(_Section):
     threads: int = Field(2, ge=1)
     dask_address: str | None = None
     dask_workers: int = Field(2, ge=1)
+    baselines: bool = False
     monitor_cron: str = "0 * * * *"
     feedback_cron: str = "5 0 * * *"
 
@@ -146,6 +147,7 @@ class DriftThresholds(_Section):
         }
     )
     new_value_share: dict[str, float] = Field(default_factory=lambda: {"category": 0.05, "host_id": 0.3})
+    rotating_columns: list[str] = Field(default_factory=lambda: ["category", "host_id", "price"])
     repriced_share: float = Field(0.1, gt=0, le=1)
     embedding_auc: dict[str, float] = Field(default_factory=lambda: {"items": 0.9, "users": 0.8, "comments": 0.8})
     interest_drop: float = Field(0.4, gt=0, le=1)
@@ -192,10 +194,12 @@ class EvaluateConfig(_Section):
 class PromotionConfig(_Section):
     """When a fine-tuned candidate replaces the champion (liveloop.evaluation.promotion_decision)."""
 
-    metrics: list[str] = Field(["ndcg@10", "recall@50"], min_length=1)
+    metrics: list[str] = Field(["ndcg@10"], min_length=1)
     sets: list[str] = Field(["new", "replay"], min_length=1)
     max_relative_drop: float = Field(0.05, ge=0, lt=1)
     max_absolute_drop: float = Field(0.01, ge=0)
+    confidence: float = Field(0.8, gt=0.5, lt=1)
+    bootstrap_samples: int = Field(2000, ge=100)
 
 
 class Config(_Section):

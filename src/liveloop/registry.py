@@ -8,6 +8,7 @@ never a half-written state. A rejected or failed candidate never touches the poi
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -18,6 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from liveloop.workspace import Workspace
+
+STATE_FILE = "state.json"  # the model folder's own record (liveloop.model.recommender.STATE_FILE)
 
 
 class RegistryError(RuntimeError):
@@ -89,30 +92,67 @@ def git_rev(root: Path) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def _weights_digest(model_dir: Path) -> str:
+    return hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest()
+
+
+def _stamp_lineage(model_dir: Path, entry: dict) -> None:
+    """Write the registry's lineage into the registered copy's state.json, so the model folder (and what is packaged
+    from it) records the same parent version and data versions as registry.json."""
+    state_file = model_dir / STATE_FILE
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    state.update(version=entry["version"], parent=entry["parent"], data_versions=entry["data_versions"],
+                 all_data_versions=entry["all_data_versions"])
+    _atomic_write_json(state_file, state)
+
+
 def register(ws: Workspace, model_dir: Path, *, parent: str | None, data_versions: dict, params: dict,
-             metrics: dict, flow_run_id: str | None = None) -> dict:
-    """Copy a trained model folder into models/versions/vNNNN and record its lineage; returns the entry."""
+             metrics: dict, flow_run_id: str | None = None, gate: list[dict] | None = None) -> dict:
+    """Copy a trained model folder into models/versions/vNNNN and record its lineage; returns the entry.
+
+    data_versions: batch day -> DVC md5 of the accepted batches trained on (never None); parent: the version it was
+    warm-started from. Registering the same folder with the same weights again returns the existing entry, so a
+    retried commit does not create a second version.
+    """
     model_dir = Path(model_dir)
     if not (model_dir / "model.safetensors").exists():
         raise RegistryError(f"{model_dir} is not a model folder (no model.safetensors)")
+    untracked = sorted(day for day, md5 in data_versions.items() if not md5)
+    if untracked:
+        raise RegistryError(f"data versions of {untracked} are missing: track the batches with DVC before registering")
+    digest = _weights_digest(model_dir)
     with _locked(ws):
         versions = load_registry(ws)
+        for entry in versions:
+            if entry.get("source") == str(model_dir) and entry.get("weights_sha256") == digest:
+                return entry
+        known = {e["version"]: e for e in versions}
+        if parent is not None and parent not in known:
+            raise RegistryError(f"parent {parent!r} is not a registered version (known: {', '.join(known) or 'none'})")
+        inherited = {}
+        if parent is not None:
+            inherited = known[parent].get("all_data_versions") or known[parent]["data_versions"]
         version = f"v{len(versions) + 1:04d}"
         dest = ws.versions / version
         shutil.copytree(model_dir, dest, ignore=shutil.ignore_patterns("checkpoint*", "optimizer.safetensors"))
         entry = {
             "version": version,
             "path": str(dest.relative_to(ws.root)),
+            "source": str(model_dir),
+            "weights_sha256": digest,
             "parent": parent,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "data_versions": data_versions,
+            "all_data_versions": {**inherited, **data_versions},
             "params": params,
             "metrics": metrics,
+            "gate": gate or [],
             "flow_run_id": flow_run_id,
             "git_rev": git_rev(ws.root),
             "status": "candidate",
             "decision": [],
         }
+        _stamp_lineage(dest, entry)
         versions.append(entry)
         _save_registry(ws, versions)
     return entry

@@ -130,3 +130,68 @@ def test_failing_training_is_retried_and_the_champion_keeps_serving(tiny_workspa
 
     runs = asyncio.run(train_runs())
     assert runs and runs[0].run_count == 2, "the failed training task should have been retried once"
+
+
+def test_loop_command_runs_the_same_steps_without_prefect(tiny_workspace: Path):
+    """`liveloop loop BATCH` (a real CLI process, no Prefect): lineage that agrees between registry.json and the
+    model's state.json, the gate's paired intervals recorded, and the no-retrain branch keeping the champion."""
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    from liveloop.data.simulator import simulate
+    from liveloop.versioning import data_version
+    from tests.integration.conftest import write_params
+
+    cfg, ws = open_workspace(tiny_workspace)
+    days = simulate(cfg.simulate, cfg.seed, ws.incoming, ws.simulator_truth)
+
+    def loop_cmd(day: Path) -> dict:
+        proc = subprocess.run([str(Path(sys.executable).parent / "liveloop"), "loop", str(day), "-p",
+                               str(tiny_workspace)], cwd=tiny_workspace.parent, capture_output=True, text=True,
+                              timeout=900)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        return json.loads(proc.stdout)
+
+    def lineage(version: str) -> tuple[dict, dict]:
+        entry = registry.get_version(ws, version)
+        return entry, json.loads((ws.root / entry["path"] / "state.json").read_text())
+
+    first = loop_cmd(days[0])
+    assert first["status"] == "promoted" and first["champion_after"] == first["candidate"] == "v0001", first
+    md5 = data_version(ws.accepted / f"{days[0].name}.dvc")
+    assert first["versions"]["data"] == {days[0].name: md5} and first["versions"]["model"]
+    entry, state = lineage("v0001")
+    assert entry["parent"] is None and state["parent"] is None
+    assert entry["data_versions"] == state["data_versions"] == {days[0].name: md5}
+
+    second = loop_cmd(days[1])
+    assert second["status"] in {"promoted", "rejected"}, second
+    assert second["train_reasons"] == ["schedule (every 1 batches)"] or second["drift"]
+    entry, state = lineage(second["candidate"])
+    assert entry["parent"] == state["parent"] == "v0001"
+    assert entry["data_versions"] == state["data_versions"] == {days[1].name: second["versions"]["data"][days[1].name]}
+    assert set(entry["all_data_versions"]) == set(state["all_data_versions"]) == {days[0].name, days[1].name}
+    checks = {(c["set"], c["method"]): c for c in second["decision"]["checks"]}
+    paired = checks[("new", "paired bootstrap")]
+    low, high = paired["interval"]
+    assert low <= paired["diff"] <= high and paired["users"] > 0
+    assert entry["gate"] == second["decision"]["checks"]
+    assert (ws.reports / "loop" / f"{days[1].name}.md").read_text().count("bounds [") >= 1
+
+    # no drift can be found and no schedule: the champion stays and nothing is trained
+    params = yaml.safe_load(tiny_workspace.read_text())
+    limits = params["drift"]["thresholds"]
+    never = {"drifted_share": 1.0, "repriced_share": 1.0, "interest_drop": 1.0,
+             **{key: {name: 2.0 for name in limits[key]} for key in ("new_value_share", "embedding_auc")},
+             "column_drift": {name: 100.0 for name in limits["column_drift"]}}
+    write_params(tiny_workspace.parent, loop={**params["loop"], "retrain_every": 0},
+                 drift={**params["drift"], "thresholds": never})
+    champion = registry.champion_version(ws)
+    third = loop_cmd(days[2])
+    assert third["status"] == "no-retrain" and third["train_reasons"] == [], third
+    assert third["champion_after"] == champion == registry.champion_version(ws)
+    assert not (ws.candidates / days[2].name).exists()
+    assert json.loads((ws.reports / "loop" / f"{days[2].name}.json").read_text())["status"] == "no-retrain"

@@ -71,3 +71,27 @@ def test_errors_name_the_problem(ws, tmp_path):
     registry.promote(ws, v1)
     with pytest.raises(registry.RegistryError, match="no parent"):
         registry.rollback(ws)
+
+
+def test_lineage_needs_tracked_data_and_a_registered_parent(ws, tmp_path):
+    with pytest.raises(registry.RegistryError, match=r"data versions of \['2026-01-02'\] are missing"):
+        registry.register(ws, _model(tmp_path, "a", b"a"), parent=None, data_versions={"2026-01-02": None},
+                          params={}, metrics={})
+    with pytest.raises(registry.RegistryError, match="parent 'v0007' is not a registered version"):
+        registry.register(ws, _model(tmp_path, "b", b"b"), parent="v0007", data_versions={"d": "x.dir"},
+                          params={}, metrics={})
+    assert registry.load_registry(ws) == [] and not ws.versions.exists()
+
+
+def test_registered_state_json_records_the_registry_lineage(ws, tmp_path):
+    v1 = _register(ws, tmp_path, "a")
+    model = _model(tmp_path, "b", b"b")
+    (model / "state.json").write_text(json.dumps({"parent": str(tmp_path / "models" / "versions" / "v0001"),
+                                                  "data_versions": {"2026-01-02": None}, "step": 4}))
+    v2 = registry.register(ws, model, parent=v1["version"], data_versions={"2026-01-02": "def.dir"}, params={},
+                           metrics={})
+    state = json.loads((ws.root / v2["path"] / "state.json").read_text())
+    assert state["step"] == 4 and state["version"] == v2["version"]
+    assert state["parent"] == v2["parent"] == "v0001"
+    assert state["data_versions"] == v2["data_versions"] == {"2026-01-02": "def.dir"}
+    assert state["all_data_versions"] == v2["all_data_versions"] == {"2026-01-01": "abc.dir", "2026-01-02": "def.dir"}

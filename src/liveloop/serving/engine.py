@@ -19,6 +19,7 @@ from liveloop.config import ServeConfig
 from liveloop.data.schema import COLUMNS, EVENT_TYPES
 from liveloop.serving.batching import EncodeBatcher
 from liveloop.serving.feedback import FeedbackLog
+from liveloop.serving.gpu import apply_serve_precision
 from liveloop.serving.index import CatalogError, ItemIndex, resolve_now
 from liveloop.serving.package import (HISTORY_FILE, INDEX_FILE, ITEMS_FILE, MODEL_DIR, PACKAGE_FILE,
                                       POPULARITY_FILE, ROOMS_FILE, STREAMS_FILE)
