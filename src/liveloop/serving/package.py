@@ -89,16 +89,24 @@ def save_champion_model(cfg: Config, ws: Workspace) -> str:
     return str(stored.tag)
 
 
-def build_bento(bentofile: Path = REPO / "bentofile.yaml") -> str:
-    """Build a bento from bentofile.yaml with src/ as the build context (BENTOML_HOME stays outside it)."""
+def build_bento(bentofile: Path = REPO / "bentofile.yaml", gpu: bool = False) -> str:
+    """Build a bento from bentofile.yaml with src/ as the build context (BENTOML_HOME stays outside it); with `gpu`,
+    BentoML's CUDA image and one GPU in the service's resources (serving/gpu.py)."""
+    import tempfile
+
     import bentoml
+
+    from liveloop.serving.gpu import GPU_ARG, gpu_build
 
     if not bentofile.exists():
         raise PackagingError(f"bentofile not found: {bentofile}")
-    try:
-        bento = bentoml.bentos.build_bentofile(str(bentofile), build_ctx=str(bentofile.parent / "src"))
-    except Exception as exc:  # bentoml raises many types; the message is what the user needs
-        raise PackagingError(f"bento build failed: {exc}") from exc
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = gpu_build(bentofile, Path(tmp) / "bentofile.yaml") if gpu else bentofile
+        try:
+            bento = bentoml.bentos.build_bentofile(str(spec), build_ctx=str(bentofile.parent / "src"),
+                                                   args={GPU_ARG: gpu})
+        except Exception as exc:  # bentoml raises many types; the message is what the user needs
+            raise PackagingError(f"bento build failed: {exc}") from exc
     return str(bento.tag)
 
 
@@ -106,5 +114,5 @@ def package_champion(cfg: Config, ws: Workspace, build: bool = True) -> dict[str
     """Save the champion to the model store and (optionally) build the bento; returns their tags."""
     tags = {"model": save_champion_model(cfg, ws)}
     if build:
-        tags["bento"] = build_bento()
+        tags["bento"] = build_bento(gpu=cfg.serve.gpu)
     return tags
