@@ -26,6 +26,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from liveloop.data.schema import EVENT_TYPES
 from liveloop.serving.demo import demo_app
+from liveloop.serving.gpu import service_resources
 from liveloop.serving.guard import RequestGuard, check_bind
 from liveloop.serving.package import MODEL_NAME
 from liveloop.validation.limits import MAX_PRICE, MAX_QUANTITY, time_problem
@@ -133,7 +134,8 @@ def _bad_request(exc: Exception) -> JSONResponse:
     return JSONResponse({"error": str(exc)}, status_code=400)
 
 
-@bentoml.service(name="liveloop", workers=1, traffic={"timeout": 60, "max_concurrency": 512})
+@bentoml.service(name="liveloop", workers=1, resources=service_resources(),  # one GPU in a serve.gpu bento
+                 traffic={"timeout": 60, "max_concurrency": 512})
 @bentoml.asgi_app(status_app, path="/v1")
 class LiveRecommender:
     model_ref = bentoml.models.BentoModel(f"{MODEL_NAME}:latest")
