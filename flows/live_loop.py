@@ -8,6 +8,7 @@ receive the params path and small values, never DataFrames, so inputs hash and r
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -37,9 +38,10 @@ def split_task(params: str, accepted_dir: str) -> tuple[Path, Path]:
 
 
 @task(retries=1, retry_delay_seconds=2)
-def drift_task(params: str, reference_dirs: list[str], current_dir: str) -> loop.DriftVerdict:
+def drift_task(params: str, reference_dirs: list[str], current_dir: str) -> dict:
+    """The verdict as a dict (drift, reasons, signals, report_html), as monitor_drift reads it too."""
     cfg, ws = open_workspace(params)
-    return loop.LocalSteps(cfg, ws).drift([Path(d) for d in reference_dirs], Path(current_dir))
+    return asdict(loop.LocalSteps(cfg, ws).drift([Path(d) for d in reference_dirs], Path(current_dir)))
 
 
 @task(retries=1, retry_delay_seconds=2)
@@ -77,7 +79,7 @@ class PrefectSteps:
         return version_task(self.params, str(path))
 
     def drift(self, reference: list[Path], current: Path) -> loop.DriftVerdict:
-        return drift_task(self.params, [str(d) for d in reference], str(current))
+        return loop.DriftVerdict.from_check(drift_task(self.params, [str(d) for d in reference], str(current)))
 
     def split(self, accepted_dir: Path) -> tuple[Path, Path]:
         return split_task(self.params, str(accepted_dir))
