@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -81,7 +81,8 @@ def running(cmd: list[str], cwd: Path, env: dict, ready: str, log: Path, timeout
                 time.sleep(0.5)
             yield proc
         finally:
-            os.killpg(proc.pid, 15)
+            with suppress(ProcessLookupError):  # a test may have killed it already
+                os.killpg(proc.pid, 15)
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -101,3 +102,35 @@ def browser():
             yield chromium
         finally:
             chromium.close()
+
+
+WRITE_TOKEN = "test-write-token-0123456789abcdef"  # made up per run of the suite; never a real secret
+
+
+def start_liveloop(root: Path, host: str = "127.0.0.1", port: int | None = None, **env):
+    """`bentoml serve` of the service packaged in `root` (see test_serving.build_workspace), as a `running` context."""
+    from tests.integration.test_serving import _env
+
+    port = port or free_port()
+    cmd = [str(BIN / "bentoml"), "serve", "liveloop.serving.service:LiveRecommender", "--host", host, "--port", str(port)]
+    ready = f"http://127.0.0.1:{port}/readyz"
+    return running(cmd, root, {**_env(root), **env}, ready, root / f"server-{port}.log"), port
+
+
+@pytest.fixture(scope="module")
+def guarded_server(tmp_path_factory):
+    """One real service for the hardening and fuzz tests: the hand-made day of test_serving, packaged, served on
+    loopback with a write token and a 200 kB body limit. Yields client (no token), auth headers, root, port, log."""
+    from tests.integration.test_serving import _package, build_workspace
+
+    root = tmp_path_factory.mktemp("guarded")
+    params = build_workspace(root, REPO / "params.yaml")
+    raw = yaml.safe_load(params.read_text())
+    raw["serve"].update({"now": "latest", "reload_poll_seconds": 0.5, "max_k": 50, "max_body_bytes": 200_000})
+    params.write_text(yaml.safe_dump(raw))
+    _package(root, "--no-build")
+    context, port = start_liveloop(root, LIVELOOP_API_TOKEN=WRITE_TOKEN)
+    with context as proc, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        yield {"client": client, "auth": {"Authorization": f"Bearer {WRITE_TOKEN}"}, "root": root, "port": port,
+               "proc": proc, "log": root / f"server-{port}.log", "token": WRITE_TOKEN,
+               "feedback_log": root / "data" / "feedback" / "events.jsonl"}
