@@ -6,6 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 3000
+MONITOR_PORT ?= 8000
 STATE  := $(CURDIR)/.liveloop
 
 export PREFECT_HOME := $(STATE)/prefect
@@ -23,13 +24,14 @@ export BENTOML_DO_NOT_TRACK := true
 export GX_ANALYTICS_ENABLED := false
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install state run test ui serve repro clean-state help
+.PHONY: install state run test ui serve monitor repro clean-state help
 
 help:
 	@echo "make run    - the whole loop on the embedded simulator (simulate -> validate -> version -> drift -> train -> evaluate -> promote -> package)"
 	@echo "make test   - the test suite"
 	@echo "make ui     - prefect server on 127.0.0.1:4200 with the scheduled deployments"
-	@echo "make serve  - bentoml serve the champion on PORT (default 3000)"
+	@echo "make serve  - bentoml serve the champion on PORT (default 3000); the demo page is /demo/"
+	@echo "make monitor - evidently ui on 127.0.0.1:MONITOR_PORT (default 8000): the loop's dashboard over time"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +57,10 @@ ui: $(STAMP) state
 
 repro: $(STAMP) state
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
+
+monitor: $(STAMP) state
+	@mkdir -p $(STATE)/evidently
+	$(BIN)/evidently ui --workspace $(STATE)/evidently --host 127.0.0.1 --port $(MONITOR_PORT)
 
 serve: $(STAMP) state
 	$(BIN)/liveloop package
