@@ -56,8 +56,8 @@ def _nonzero(value: float) -> float:
 
 
 def _positive(value: float) -> float:
-    if value == 0:
-        raise ValueError("price must be greater than 0")
+    if value <= 0:
+        raise ValueError("Input should be greater than 0")
     return value
 
 
@@ -219,7 +219,8 @@ class LiveRecommender:
     async def recommend(
         self,
         user_id: Id,
-        k: Annotated[int, Field(ge=1, description="number of items, 1..serve.max_k")] = 10,
+        k: Annotated[int, Field(description="number of items, 1..serve.max_k", json_schema_extra={"minimum": 1}),
+                     AfterValidator(_positive)] = 10,
         stream_id: Id | None = None,
         recent_events: Annotated[list[RecentEvent] | None, Field(min_length=1)] = None,
     ) -> dict:
