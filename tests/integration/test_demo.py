@@ -4,13 +4,14 @@ A screenshot goes to reports/screenshots/demo.png."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import httpx
 import pytest
 import yaml
 
-from tests.integration.conftest import BIN, REPO, SCREENSHOTS, free_port, running
+from tests.integration.conftest import BIN, REPO, SCREENSHOTS, WRITE_TOKEN, free_port, running
 from tests.integration.test_serving import build_workspace
 
 
@@ -24,7 +25,8 @@ def demo_server(tmp_path_factory):
     raw = yaml.safe_load(params.read_text())
     raw["serve"].update({"now": "latest"})
     params.write_text(yaml.safe_dump(raw))
-    env = {**os.environ, "BENTOML_HOME": str(root / "bentoml-home"), "LIVELOOP_PARAMS": str(params)}
+    env = {**os.environ, "BENTOML_HOME": str(root / "bentoml-home"), "LIVELOOP_PARAMS": str(params),
+           "LIVELOOP_API_TOKEN": WRITE_TOKEN}
     done = subprocess.run([str(BIN / "liveloop"), "package", "--no-build", "--params", str(params)], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -33,11 +35,12 @@ def demo_server(tmp_path_factory):
            "--port", str(port)]
     base = f"http://127.0.0.1:{port}"
     with running(cmd, root, env, f"{base}/readyz", root / "server.log"):
-        yield base
+        yield base, root
 
 
 @pytest.mark.slow
 def test_demo_world_lists_live_rooms_and_known_users(demo_server):
+    demo_server, _ = demo_server
     assert httpx.get(f"{demo_server}/demo/").headers["content-type"].startswith("text/html")
     assert "demo.js" in httpx.get(f"{demo_server}/demo/", follow_redirects=True).text
     world = httpx.get(f"{demo_server}/demo/world").json()
@@ -50,9 +53,12 @@ def test_demo_world_lists_live_rooms_and_known_users(demo_server):
 
 @pytest.mark.slow
 def test_demo_page_click_changes_the_list_and_a_new_product_appears(demo_server, browser):
+    demo_server, root = demo_server
     page = browser.new_page(viewport={"width": 1300, "height": 1000})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # the first write meets the token (401) and asks for it; the comment button asks for the comment's text
+    page.on("dialog", lambda d: d.accept(WRITE_TOKEN if "token" in d.message else "does it come in blue?"))
     try:
         page.goto(f"{demo_server}/demo/")
         page.locator('#rooms .room[data-stream-id="r-kitchen"]').wait_for()
@@ -71,6 +77,8 @@ def test_demo_page_click_changes_the_list_and_a_new_product_appears(demo_server,
         assert after != before and after.index(target) < before.index(target)
         reason = page.locator(f'#recs li[data-item-id="{target}"] .reason').inner_text()
         assert reason.startswith("you clicked this before") and page.locator("#recs li.changed").count() > 0
+        page.locator(f'#recs li[data-item-id="{target}"] button[data-action="comment"]').click()
+        page.get_by_text("comment on").wait_for(timeout=30_000)
 
         page.fill('#add-form input[name="item_id"]', "demo-new-1")
         page.fill('#add-form input[name="title"]', "Trail Running Shoes Ultra")
@@ -87,3 +95,6 @@ def test_demo_page_click_changes_the_list_and_a_new_product_appears(demo_server,
     assert errors == []
     ids = {i["item_id"] for i in httpx.post(f"{demo_server}/recommend", json={"user_id": "u-shoes-3", "k": 50}).json()["items"]}
     assert "demo-new-1" in ids  # the upsert reached the service, not only the page
+    logged = [json.loads(line) for line in (root / "data" / "feedback" / "events.jsonl").read_text().splitlines()]
+    assert {(e.get("user_id"), e.get("item_id"), e.get("event_type"), e.get("text")) for e in logged} >= {
+        ("u-shoes-3", target, "click", None), ("u-shoes-3", target, "comment", "does it come in blue?")}

@@ -9,12 +9,21 @@ let world = null;
 let previous = []; // item ids of the last list shown, to mark what changed
 let addedItem = null;
 
+const WRITES = new Set(["/feedback", "/items"]); // need the write token when the service has LIVELOOP_API_TOKEN
+
 async function call(method, path, body) {
-  const response = await fetch(path, {
-    method, headers: body ? { "content-type": "application/json" } : {},
-    body: body ? JSON.stringify(body) : undefined,
-  });
+  const headers = body ? { "content-type": "application/json" } : {};
+  const token = sessionStorage.getItem("liveloop-token");
+  if (token && WRITES.has(path)) headers.authorization = `Bearer ${token}`;
+  const response = await fetch(path, { method, headers, body: body ? JSON.stringify(body) : undefined });
   const text = await response.text();
+  if (response.status === 401 && WRITES.has(path)) {
+    const entered = window.prompt("This service takes writes with its token (LIVELOOP_API_TOKEN):");
+    if (entered && entered !== token) {
+      sessionStorage.setItem("liveloop-token", entered);
+      return call(method, path, body);
+    }
+  }
   if (!response.ok) throw new Error(`${path}: ${response.status} ${text}`);
   return text ? JSON.parse(text) : null;
 }
