@@ -10,6 +10,7 @@ dashboard panels select by column name, on the batch's day as the snapshot times
 from __future__ import annotations
 
 import math
+import numbers
 from datetime import datetime, time
 from pathlib import Path
 
@@ -97,7 +98,8 @@ def batch_values(drift: dict | None, thresholds: DriftThresholds, candidate: dic
     layout["Quality"].append(("CTR AUC per day", [(r, f"{r}.ctr_auc") for r in models], "line"))
     values["decision.promoted"] = float(decision == "promoted")
     values["decision.rejected"] = float(decision == "rejected")
-    values["drift.detected"] = float(bool((drift or {}).get("drift")))
+    if drift is not None:
+        values["drift.detected"] = float(bool(drift.get("drift")))
     layout["Loop"].append(("Promotions and rejections", [("promoted", "decision.promoted"),
                                                          ("rejected", "decision.rejected")], "bar"))
     layout["Loop"].append(("Batches with drift", [("drift", "drift.detected")], "bar"))
@@ -105,7 +107,7 @@ def batch_values(drift: dict | None, thresholds: DriftThresholds, candidate: dic
         values["feedback.events"] = feedback_events
     layout["Loop"].append(("Feedback volume (events per batch)", [("events", "feedback.events")], "bar"))
     for column, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
             raise DashboardInputError(f"{column} must be a finite number, got {value!r}")
     return {c: float(v) for c, v in values.items()}, layout
 

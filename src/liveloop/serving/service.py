@@ -3,7 +3,8 @@
 Config comes from LIVELOOP_PARAMS (default ./params.yaml; without either, the serve config packaged with the
 model and the current folder as workspace). One worker process: the user state, the feedback writer and the item
 catalog live in its memory, so the very next request sees feedback and upserts. Heavy work happens in __init__.
-Endpoints: POST /recommend, /score, /feedback, /items; GET /v1/ready; BentoML's /healthz, /readyz, /metrics.
+Endpoints: POST /recommend, /score, /feedback, /items; GET /v1/ready; BentoML's /healthz, /readyz, /metrics;
+the demo page at /demo/ (serving/demo.py).
 Bodies are bounded like the gate's tables (validation.limits); guard.py answers bad content types, oversized
 bodies and writes without the token (LIVELOOP_API_TOKEN) before BentoML parses anything.
 """
