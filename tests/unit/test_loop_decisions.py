@@ -237,3 +237,13 @@ def test_batch_markdown_shows_the_decision_and_intervals():
     md = loop.batch_markdown(summary)
     assert "**Decision:** promote v0002" in md and "90% bounds [" in md and "v0001 -> v0002" in md
     assert "| candidate | new |" in md and "| champion | new |" in md
+
+
+def test_loop_command_names_a_bad_batch_folder(params_file, tmp_path):
+    from typer.testing import CliRunner
+
+    from liveloop.cli import app
+
+    result = CliRunner().invoke(app, ["loop", str(tmp_path / "2026-01-09"), "-p", str(params_file)])
+    assert result.exit_code == 2 and "2026-01-09" in result.output
+    assert not (tmp_path / "models" / "registry.json").exists()  # a failed request changes nothing
