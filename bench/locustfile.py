@@ -21,7 +21,9 @@ import os
 import random
 from collections import Counter, defaultdict
 
+import gevent
 from locust import FastHttpUser, between, events, task
+from locust.exception import StopUser
 
 ITEMS = (os.environ.get("LOAD_ITEMS") or ",".join(f"i{i:03d}" for i in range(22))).split(",")
 USERS = (os.environ.get("LOAD_USERS") or ",".join(f"u-{k}-{n}" for k in ("kitchen", "shoes") for n in range(6))).split(",")
@@ -31,6 +33,7 @@ _status: dict[str, Counter] = defaultdict(Counter)
 _acked: list[str] = []
 _sent = itertools.count(1)
 _ids = itertools.count()
+_quits = itertools.count()
 
 
 @events.request.add_listener
@@ -54,8 +57,9 @@ class Shopper(FastHttpUser):
 
     def _post(self, route: str, body: dict, headers: dict | None = None):
         if LIMIT is not None and next(_sent) > LIMIT:
-            self.environment.runner.quit()
-            return None
+            if next(_quits) == 0:  # quit from a greenlet of its own: quitting kills this user's greenlet
+                gevent.spawn(self.environment.runner.quit)
+            raise StopUser()
         return self.client.post(route, json=body, headers=headers)
 
     @task(14)

@@ -17,6 +17,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import httpx
+import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -299,8 +300,12 @@ def test_sigkill_during_feedback_traffic_loses_no_acknowledged_event(guarded_ser
     deadline = time.time() + 60
     while len(acked) < 150 and time.time() < deadline:
         time.sleep(0.05)
-    os.killpg(server["proc"].pid, signal.SIGKILL)  # the whole service: arbiter and worker
-    server["proc"].wait(timeout=30)
+    service = psutil.Process(server["proc"].pid)
+    doomed = [*service.children(recursive=True), service]  # the worker runs in a session of its own
+    assert any("_bentoml_impl.worker" in " ".join(p.cmdline()) for p in doomed)
+    for process in doomed:  # the worker (which writes the log) first, then the arbiter
+        process.send_signal(signal.SIGKILL)
+    psutil.wait_procs(doomed, timeout=30)
     stop.set()
     for t in threads:
         t.join(timeout=60)
