@@ -39,3 +39,30 @@ def markdown_report(result: dict, title: str) -> str:
     setup = result.get("setup", {})
     lines += ["", "Setup: " + ", ".join(f"{k}={v}" for k, v in setup.items() if not isinstance(v, dict))]
     return "\n".join(lines) + "\n"
+
+
+def append_daily_metrics(path, day: str, row: dict) -> None:
+    """Add (or, on a retried day, replace) one day's metrics in a CSV that dvc.yaml declares as a plot (x: day), so
+    `dvc plots show` draws the loop's metrics per day. Columns are the union of all rows; the write is atomic."""
+    import csv
+    import io
+    from pathlib import Path
+
+    from liveloop.fsutil import atomic_write_bytes
+
+    path = Path(path)
+    bad = sorted(k for k, v in row.items() if not (v is None or isinstance(v, (int, float, str, bool))))
+    if bad:
+        raise ValueError(f"daily metrics must be scalars; {bad} are not")
+    rows = []
+    if path.exists():
+        with open(path, newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if r["day"] != day]
+    rows.append({"day": day, **row})
+    rows.sort(key=lambda r: r["day"])
+    columns = ["day"] + sorted({k for r in rows for k in r} - {"day"})
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
+    atomic_write_bytes(path, out.getvalue().encode())
