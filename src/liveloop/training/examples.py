@@ -188,7 +188,9 @@ def rank_groups(data: TrainingData, tc: TrainConfig, seed: int) -> list[RankGrou
 def ctr_rows(data: TrainingData, tc: TrainConfig, seed: int) -> pd.DataFrame:
     """Impressions of the newest days: (user, time of the session's first impression, item, host, label).
 
-    Label 1 when the same user took the item (click / cart / purchase) in the same room that day."""
+    Label 1 when the same user took the item (click / cart / purchase) in the same room at or after the session's
+    start: a take from an earlier session is already in the state the row is scored from, so counting it would teach
+    "already taken" instead of "will take"."""
     events = data.tables["events"]
     imp = events.loc[events["event_type"] == "impression"]
     if imp.empty:
@@ -197,10 +199,11 @@ def ctr_rows(data: TrainingData, tc: TrainConfig, seed: int) -> pd.DataFrame:
         imp = imp.iloc[-tc.max_ctr_rows:]
     taken = events.loc[positive_mask(events)]
     key = lambda df: df["user_id"].astype(str) + "\x1f" + df["item_id"].astype(str) + "\x1f" + df["stream_id"].astype("string").fillna("")
-    took = set(key(taken))
+    last_take = pd.to_datetime(taken["ts"]).groupby(key(taken).to_numpy()).max()
     session = imp["user_id"].astype(str) + "\x1f" + imp["stream_id"].astype("string").fillna("")
     first = pd.to_datetime(imp["ts"]).groupby(session.to_numpy()).transform("min")
+    taken_after = key(imp).map(last_take).to_numpy("datetime64[ns]") >= first.to_numpy("datetime64[ns]")
     return pd.DataFrame({"user_id": imp["user_id"].astype(str).to_numpy(), "t": first.to_numpy(),
                          "item_id": imp["item_id"].astype(str).to_numpy(),
                          "stream_id": imp["stream_id"].astype("string").fillna("").astype(str).to_numpy(),
-                         "label": key(imp).isin(took).to_numpy(np.float64)})
+                         "label": taken_after.astype(np.float64)})

@@ -1,0 +1,104 @@
+"""The loop's own question, day by day: does each update's model beat the baselines on the batch's held-out tail?
+
+Simulates `--days` days of the world in params.yaml (scenario and seed selectable), then for each day d does what
+`make run` does: split the batch by time (loop.holdout_fraction), train on the head (warm start from day d-1's model,
+replay from the earlier days), and score on the tail the trained model, the same model without its ranker, an
+untrained tower, frozen_encoder, every id baseline (refit on the same history) and the simulator oracle. Every step is
+the project's own function (`simulate`, `split_by_time`, `train`, `next_window`, `score_all`).
+
+    .venv/bin/python bench/loop_protocol.py --out bench/_runs/loop --days 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from liveloop.config import load_config
+from liveloop.workspace import Workspace
+
+
+def run(params: Path, out: Path, days: int, scenario: str | None, seed: int | None, threads: int | None) -> list[dict]:
+    import torch
+
+    from liveloop.data.batches import concat_batches, list_batches, read_batch, split_by_time
+    from liveloop.data.simulator import simulate
+    from liveloop.evaluation.baselines import id_baselines
+    from liveloop.evaluation.evaluate import FrozenEncoderScorer, OracleScorer, RecommenderScorer, score_all
+    from liveloop.evaluation.protocol import next_window
+    from liveloop.model.recommender import Recommender
+    from liveloop.training import train
+
+    if threads:
+        torch.set_num_threads(threads)
+    overrides = {"simulate.days": days, **({"simulate.scenario": scenario} if scenario else {}),
+                 **({"seed": seed} if seed is not None else {})}
+    cfg = load_config(params, overrides)
+    if out.exists():
+        shutil.rmtree(out)
+    ws = Workspace(root=out, state=Path(cfg.paths.state))
+    truth = out / "truth"
+    simulate(cfg.simulate, cfg.seed, out / "landing", truth)
+    ws.accepted.mkdir(parents=True)
+    rows, prev = [], None
+    batches = list_batches(out / "landing")
+    for d, batch in enumerate(batches):
+        accepted = ws.accepted / batch.name
+        shutil.copytree(batch, accepted)
+        head, tail = split_by_time(accepted, cfg.loop.holdout_fraction, out / "splits/train" / batch.name,
+                                   out / "splits/holdout" / batch.name)
+        model_dir = out / "models" / batch.name
+        started = time.perf_counter()
+        train(cfg, ws, [head], str(prev) if prev else "scratch", model_dir)
+        seconds = time.perf_counter() - started
+        prev = model_dir
+        history = concat_batches([*[ws.accepted / b.name for b in batches[:d]], head])
+        split = next_window(history, read_batch(tail), max_users=None, seed=cfg.seed)
+        rec = Recommender.load(model_dir, cache_dir=ws.state / "vectors")
+        tower = Recommender.load(model_dir, encoder=rec.encoder)
+        tower.ranker = None
+        fresh = Recommender.from_config(cfg.model, encoder=rec.encoder, seed=cfg.seed)
+        scorers = [RecommenderScorer("model", rec, split), RecommenderScorer("tower_only", tower, split),
+                   RecommenderScorer("fresh", fresh, split),
+                   FrozenEncoderScorer(rec.encoder, split, cfg.model.history_window),
+                   *id_baselines(split.history["events"], split.as_of, cfg.evaluate, cfg.seed),
+                   OracleScorer(truth, split.as_of.date())]
+        result, _ = score_all(scorers, split, cfg.evaluate, cfg.seed)
+        metrics = json.loads((model_dir / "state.json").read_text())["metrics"]
+        row = {"day": batch.name, "users": len(split.user_ids), "train_s": round(seconds, 1),
+               "ndcg@10": {n: round(m["ndcg@10"], 4) for n, m in result["models"].items()},
+               "auc": {n: (None if m["auc"] is None else round(m["auc"], 3)) for n, m in result["models"].items()},
+               "ranker_kept": metrics.get("ranker", {}).get("kept")}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    (out / "loop_protocol.json").write_text(json.dumps(rows, indent=1))
+    names = list(rows[0]["ndcg@10"])
+    print("| day | users | " + " | ".join(names) + " | model AUC | oracle AUC |")
+    print("|---" * (len(names) + 4) + "|")
+    for r in rows:
+        print(f"| {r['day']} | {r['users']} | " + " | ".join(f"{r['ndcg@10'][n]:.3f}" for n in names)
+              + f" | {r['auc']['model']} | {r['auc']['oracle']} |")
+    print("| mean | | " + " | ".join(f"{np.mean([r['ndcg@10'][n] for r in rows]):.3f}" for n in names) + " | | |")
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--params", type=Path, default=Path("params.yaml"))
+    p.add_argument("--out", type=Path, default=Path("bench/_runs/loop"))
+    p.add_argument("--days", type=int, default=4)
+    p.add_argument("--scenario", default=None, help="simulator scenario (default: params)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a shared CPU)")
+    a = p.parse_args()
+    Workspace.from_config(load_config(a.params)).apply_env()
+    run(a.params, a.out, a.days, a.scenario, a.seed, a.threads)
+
+
+if __name__ == "__main__":
+    main()
