@@ -310,10 +310,41 @@ class LocalSteps:
         (out / f"{summary['batch']}.md").write_text(batch_markdown(summary))
 
 
-def _finish(steps, summary: dict, status: str, champion_after: str | None) -> dict:
+def _finish(steps, summary: dict, status: str, champion_after: str | None, cfg: Config, ws: Workspace,
+            batch_path: Path, reference: int) -> dict:
     summary.update(status=status, champion_after=champion_after)
+    record(cfg, ws, summary, batch_path, reference)
     steps.publish(summary)
     return summary
+
+
+def record(cfg: Config, ws: Workspace, summary: dict, batch_path: Path, reference: int) -> None:
+    """The batch over time: a snapshot in the Evidently workspace (`make monitor`) and a row of metrics/loop.csv
+    (`dvc plots show`). Both are reports: a failure is logged with its cause and the loop's decision stands."""
+    import pandas as pd
+
+    from liveloop.evaluation.report import append_daily_metrics
+    from liveloop.monitoring.dashboard import record_batch, workspace_dir
+
+    candidate, champion = summary.get("candidate_metrics") or {}, summary.get("champion_metrics") or {}
+    baselines = {k: v for k, v in (summary.get("baselines") or {}).items() if k not in ("model", "oracle")}
+    best = max((v.get("ndcg@10") or 0.0 for v in baselines.values()), default=None)
+    try:
+        events = pd.read_parquet(Path(batch_path) / "events.parquet", columns=["event_id"])
+        record_batch(workspace_dir(ws.state), summary["day"],
+                     drift=None if "drift" not in summary else {"drift": summary["drift"],
+                                                                "signals": summary.get("drift_signals") or {}},
+                     thresholds=drift_config_for(cfg.drift, reference, cfg.loop.reference_window).thresholds,
+                     candidate=candidate or None, champion=champion or None, baselines=summary.get("baselines"),
+                     decision=summary["status"], feedback_events=len(events))
+        append_daily_metrics(ws.metrics / "loop.csv", summary["day"], {
+            "ndcg@10_candidate": candidate.get("ndcg@10"), "ndcg@10_champion": champion.get("ndcg@10"),
+            "recall@50_candidate": candidate.get("recall@50"), "ndcg@10_best_baseline": best,
+            "auc_candidate": candidate.get("auc"), "drift": int(bool(summary.get("drift"))),
+            "promoted": int(summary["status"] == "promoted")})
+    except Exception as exc:  # noqa: BLE001 - monitoring must not undo a committed decision
+        log.error("batch %s: recording it for the dashboard / DVC plots failed: %s: %s", summary["day"],
+                  type(exc).__name__, exc)
 
 
 def run_batch(cfg: Config, ws: Workspace, batch_dir: Path, steps=None, force_train: bool = False) -> dict:
@@ -333,7 +364,7 @@ def run_batch(cfg: Config, ws: Workspace, batch_dir: Path, steps=None, force_tra
     summary["validation"] = {"accepted": gate.accepted, "failures": gate.failures}
     if not gate.accepted:
         log.warning("batch %s quarantined: %s", day, "; ".join(gate.failures))
-        return _finish(steps, summary, "quarantined", champion_before)
+        return _finish(steps, summary, "quarantined", champion_before, cfg, ws, gate.path, 0)
 
     data_version = steps.version(gate.path)
     summary["versions"] = {"data": {day: data_version}}
@@ -350,7 +381,7 @@ def run_batch(cfg: Config, ws: Workspace, batch_dir: Path, steps=None, force_tra
     summary["train_reasons"] = plan.reasons
     if not plan.train:
         log.info("batch %s: no drift and not scheduled; champion stays", day)
-        return _finish(steps, summary, "no-retrain", champion_before)
+        return _finish(steps, summary, "no-retrain", champion_before, cfg, ws, gate.path, len(reference))
 
     train_split, holdout = steps.split(gate.path)
     trained = steps.train([train_split], plan.init_from, ws.candidates / day)
@@ -383,7 +414,8 @@ def run_batch(cfg: Config, ws: Workspace, batch_dir: Path, steps=None, force_tra
     summary["versions"]["model"] = committed.model_data_version
     if committed.bento:
         summary["bento_model"] = committed.bento
-    return _finish(steps, summary, "promoted" if decision.promote else "rejected", committed.champion)
+    return _finish(steps, summary, "promoted" if decision.promote else "rejected", committed.champion, cfg, ws,
+                   gate.path, len(reference))
 
 
 # -------------------------------------------------------------------------------------------------- reporting

@@ -10,14 +10,13 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 import shutil
 import subprocess
-import tempfile
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from liveloop.fsutil import atomic_write_json, staged_dir
 from liveloop.workspace import Workspace
 
 STATE_FILE = "state.json"  # the model folder's own record (liveloop.model.recommender.STATE_FILE)
@@ -25,16 +24,6 @@ STATE_FILE = "state.json"  # the model folder's own record (liveloop.model.recom
 
 class RegistryError(RuntimeError):
     """The registry or champion pointer is missing or names something that does not exist."""
-
-
-def _atomic_write_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, default=str)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 @contextmanager
@@ -56,7 +45,7 @@ def load_registry(ws: Workspace) -> list[dict]:
 
 
 def _save_registry(ws: Workspace, versions: list[dict]) -> None:
-    _atomic_write_json(ws.registry_file, {"versions": versions})
+    atomic_write_json(ws.registry_file, {"versions": versions})
 
 
 def get_version(ws: Workspace, version: str) -> dict:
@@ -103,7 +92,7 @@ def _stamp_lineage(model_dir: Path, entry: dict) -> None:
     state = json.loads(state_file.read_text()) if state_file.exists() else {}
     state.update(version=entry["version"], parent=entry["parent"], data_versions=entry["data_versions"],
                  all_data_versions=entry["all_data_versions"])
-    _atomic_write_json(state_file, state)
+    atomic_write_json(state_file, state)
 
 
 def register(ws: Workspace, model_dir: Path, *, parent: str | None, data_versions: dict, params: dict,
@@ -134,7 +123,6 @@ def register(ws: Workspace, model_dir: Path, *, parent: str | None, data_version
             inherited = known[parent].get("all_data_versions") or known[parent]["data_versions"]
         version = f"v{len(versions) + 1:04d}"
         dest = ws.versions / version
-        shutil.copytree(model_dir, dest, ignore=shutil.ignore_patterns("checkpoint*", "optimizer.safetensors"))
         entry = {
             "version": version,
             "path": str(dest.relative_to(ws.root)),
@@ -152,7 +140,12 @@ def register(ws: Workspace, model_dir: Path, *, parent: str | None, data_version
             "status": "candidate",
             "decision": [],
         }
-        _stamp_lineage(dest, entry)
+        if dest.exists():  # not in the registry: the copy of a register killed before it recorded the entry
+            shutil.rmtree(dest)
+        with staged_dir(dest) as staging:  # the version folder appears whole or not at all
+            shutil.copytree(model_dir, staging, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("checkpoint*", "optimizer.safetensors"))
+            _stamp_lineage(staging, entry)
         versions.append(entry)
         _save_registry(ws, versions)
     return entry
@@ -176,7 +169,7 @@ def promote(ws: Workspace, version: str, reasons: list[str] | None = None) -> Pa
     path = ws.root / entry["path"]
     if not (path / "model.safetensors").exists():
         raise RegistryError(f"cannot promote {version}: {path} holds no model.safetensors")
-    _atomic_write_json(ws.champion_pointer, {"version": version, "path": entry["path"],
+    atomic_write_json(ws.champion_pointer, {"version": version, "path": entry["path"],
                                              "promoted": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     _set_status(ws, version, "champion", reasons or ["promoted"])
     return path

@@ -97,6 +97,8 @@ class Workspace:
             "HF_HUB_DISABLE_PROGRESS_BARS": "1",
             "DO_NOT_TRACK": "1",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            # a busy machine can take well over the default 20 s to start the first flow's ephemeral API server
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
             "DVC_NO_ANALYTICS": "1",
             "BENTOML_DO_NOT_TRACK": "true",
             "GX_ANALYTICS_ENABLED": "false",

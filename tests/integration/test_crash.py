@@ -86,9 +86,6 @@ def _check_invariants(ws: Workspace, after_kill: bool) -> list[str]:
     return problems
 
 
-@pytest.mark.xfail(strict=True, reason="registry.register copies straight into models/versions/vNNNN: a kill mid-copy "
-                   "leaves an unlisted folder and the next register fails with FileExistsError. Fix: remove an unlisted "
-                   "dest under the lock and copy + stamp inside liveloop.fsutil.staged_dir (then drop this mark)")
 @pytest.mark.timeout(120)
 def test_sigkill_anywhere_in_register_promote_leaves_a_consistent_registry(tmp_path: Path):
     ws = Workspace(root=tmp_path, state=tmp_path / ".liveloop")
