@@ -188,7 +188,8 @@ def simulate_cmd(
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed; default: the top-level seed in params.yaml."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for the daily batches; default: data/incoming."),
     truth: Optional[Path] = typer.Option(
-        None, "--truth", help="Folder for the hidden ground truth (oracle); default: data/simulator."
+        None, "--truth",
+        help="Folder for the hidden ground truth (oracle); default: data/simulator, or <out>-truth beside --out.",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing day folders and a different run's truth."),
     params: Path = PARAMS,
@@ -199,8 +200,9 @@ def simulate_cmd(
     cfg, ws = _setup(params)
     try:
         sim_cfg = with_overrides(cfg.simulate, days=days, scenario=scenario, drift_day=drift_day)
-        written = simulate(sim_cfg, cfg.seed if seed is None else seed, out or ws.incoming, truth or ws.simulator_truth,
-                           overwrite=overwrite)
+        # a run written elsewhere keeps its truth beside it, so it never clashes with the workspace's own run
+        truth = truth or (out.with_name(out.name + "-truth") if out is not None else ws.simulator_truth)
+        written = simulate(sim_cfg, cfg.seed if seed is None else seed, out or ws.incoming, truth, overwrite=overwrite)
     except SimulationError as exc:
         _fail(str(exc))
     typer.echo(f"wrote {len(written)} day batch(es) {written[0].name}..{written[-1].name} to {written[0].parent} "

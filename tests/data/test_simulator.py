@@ -335,3 +335,13 @@ def test_cli_bad_arguments_give_one_error_line(params_file, tmp_path, args, mess
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_simulate_out_keeps_its_truth_beside_it(params_file, tmp_path):
+    """README: `liveloop simulate ... --out DIR` twice elsewhere; neither run touches the workspace's data/simulator."""
+    for seed, out in ((1, tmp_path / "a"), (2, tmp_path / "b")):
+        result = CliRunner().invoke(app, ["simulate", "--days", "1", "--seed", str(seed), "--out", str(out),
+                                          "--params", str(params_file)])
+        assert result.exit_code == 0, result.output
+        assert (out.with_name(out.name + "-truth") / "truth.json").exists()
+    assert not (tmp_path / "data" / "simulator").exists()
