@@ -2,8 +2,8 @@
 
 The sequence and every decision live in liveloop.loop.run_batch (also `liveloop loop BATCH`, without Prefect); this
 flow only wires its steps to Prefect tasks: retries where a retry makes sense, the evaluations submitted together to
-the configured task runner (threads, or Dask with loop.task_runner: dask), and a markdown artifact per batch. Tasks
-receive the params path and small values, never DataFrames, so inputs hash and results stay small.
+the configured task runner (threads, or Dask with loop.task_runner: dask), and per batch a markdown, a table and a
+link artifact. Tasks receive the params path and small values, never DataFrames, so inputs hash and results stay small.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from liveloop import loop
@@ -99,8 +99,15 @@ class PrefectSteps:
     def publish(self, summary: dict) -> None:
         cfg, ws = open_workspace(self.params)
         loop.LocalSteps(cfg, ws).publish(summary)
-        create_markdown_artifact(markdown=loop.batch_markdown(summary), key=f"batch-{summary['batch']}".lower(),
+        key = f"batch-{summary['batch']}".lower()
+        create_markdown_artifact(markdown=loop.batch_markdown(summary), key=key,
                                  description=f"liveloop batch {summary['batch']}")
+        rows = loop.batch_table(summary)
+        if rows:
+            create_table_artifact(table=rows, key=f"{key}-table", description=f"metrics of batch {summary['batch']}")
+        if summary.get("drift_report"):
+            create_link_artifact(link=Path(summary["drift_report"]).resolve().as_uri(), link_text="Evidently drift report",
+                                 key=f"{key}-drift-report", description=f"drift report of batch {summary['batch']}")
 
 
 def task_runner(cfg):

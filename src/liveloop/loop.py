@@ -423,6 +423,18 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def batch_table(summary: dict) -> list[dict]:
+    """One row per scored model of the batch (candidate and champion per set, then each baseline): the Prefect
+    table artifact, so the UI shows the numbers as a table, not prose."""
+    metrics = summary.get("metrics") or {}
+    names = ("ndcg@10", "hr@10", "recall@50", "auc")
+    rows = [{"model": who, "set": set_name, **{n: values.get(n) for n in names}}
+            for who in (CANDIDATE, CHAMPION) for set_name, values in sorted((metrics.get(who) or {}).items())]
+    rows += [{"model": f"baseline: {name}", "set": NEW, **{n: values.get(n) for n in names}}
+             for name, values in sorted((summary.get("baselines") or {}).items()) if name != "model"]
+    return rows
+
+
 def batch_markdown(summary: dict) -> str:
     """One batch as markdown: validation, drift, evaluation numbers with the gate's intervals, the decision."""
     validation = summary.get("validation") or {}

@@ -53,6 +53,8 @@ def test_replay_timeline_runs_the_whole_loop(tiny_workspace: Path):
     keys = _artifact_keys()
     assert "timeline-summary" in keys
     assert {f"batch-{r['batch']}" for r in results} <= keys
+    assert {f"batch-{r['batch']}-table" for r in results if r["status"] in {"promoted", "rejected"}} <= keys
+    assert any(k and k.endswith("-drift-report") for k in keys), keys
     # later days warm-start from the champion
     assert results[1]["train"]["steps"] == cfg.train.steps
 
