@@ -90,9 +90,12 @@ def running(cmd: list[str], cwd: Path, env: dict, ready: str, log: Path, timeout
                 proc.wait()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Playwright driving Debian's chromium, headless; skipped with the reason where either is missing."""
+    """Playwright driving Debian's chromium, headless; skipped with the reason where either is missing.
+
+    Module-scoped: Playwright's sync API keeps an event loop running in the main thread while it is open, which
+    would break every later test that calls asyncio.run (the Prefect client ones)."""
     if not CHROMIUM.exists():
         pytest.skip(f"no chromium at {CHROMIUM} (.ci/run installs Debian's `chromium` package where it can)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
