@@ -222,32 +222,14 @@ def server(tmp_path_factory):
     params.write_text(yaml.safe_dump(raw))
     out = _package(root)  # the real CLI: model store + bento build, offline
     assert "bento liveloop:" in out and (root / "bentoml-home" / "bentos" / "liveloop").is_dir()
+    from tests.integration.conftest import running
+
     port = _free_port()
-    log = open(root / "server.log", "w")
-    proc = subprocess.Popen([str(BIN / "bentoml"), "serve", "liveloop.serving.service:LiveRecommender",
-                             "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=root, env=_env(root), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-    try:
-        deadline = time.time() + 180
-        while True:
-            assert proc.poll() is None, (root / "server.log").read_text()[-3000:]
-            try:
-                if client.get("/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.time() < deadline, "server not ready in 180 s"
-            time.sleep(0.5)
+    cmd = [str(BIN / "bentoml"), "serve", "liveloop.serving.service:LiveRecommender", "--host", "127.0.0.1",
+           "--port", str(port)]
+    with running(cmd, root, _env(root), f"http://127.0.0.1:{port}/readyz", root / "server.log"), \
+            httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
         yield {"client": client, "root": root, "port": port}
-    finally:
-        client.close()
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-        log.close()
 
 
 def _post(server, route: str, body) -> httpx.Response:
