@@ -66,7 +66,7 @@ def run(params: Path, out: Path, days: int, scenario: str | None, seed: int | No
         scorers = [RecommenderScorer("model", rec, split), RecommenderScorer("tower_only", tower, split),
                    RecommenderScorer("fresh", fresh, split),
                    FrozenEncoderScorer(rec.encoder, split, cfg.model.history_window),
-                   *id_baselines(split.history["events"], split.as_of, cfg.evaluate, cfg.seed),
+                   *id_baselines(split.history["events"], split.as_of, cfg.evaluate, cfg.seed, cfg.model.popularity_days),
                    OracleScorer(truth, split.as_of.date())]
         result, _ = score_all(scorers, split, cfg.evaluate, cfg.seed)
         metrics = json.loads((model_dir / "state.json").read_text())["metrics"]

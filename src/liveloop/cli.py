@@ -284,7 +284,8 @@ def drift_cmd(
     cfg, ws = _setup(params)
     try:
         model_dir = champion or champion_dir(ws)
-        verdict = check_drift(list(reference), current, out, cfg.drift, model_dir, model_cfg=cfg.model)
+        verdict = check_drift(list(reference), current, out, cfg.drift, model_dir, model_cfg=cfg.model,
+                              evaluate_cfg=cfg.evaluate)
     except (DriftInputError, ModelError, RegistryError) as exc:
         _fail(str(exc))
     typer.echo(f"drift: {'yes' if verdict['drift'] else 'no'} ({verdict['seconds']:.1f} s); report {verdict['report_html']}")

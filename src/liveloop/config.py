@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class _Section(BaseModel):
@@ -97,7 +97,7 @@ class ModelConfig(_Section):
     seq_layers: int = Field(2, ge=0, le=12)
     seq_heads: int = Field(2, ge=1, le=16)
     dropout: float = Field(0.0, ge=0, lt=1)
-    popularity_days: int = Field(30, ge=1, le=3650)
+    popularity_days: int = Field(30, ge=1, le=3650)  # ranker feature; evaluation's baselines use the same window
     rank_candidates: int = Field(300, ge=10)  # big catalogues: own items + this many best by retrieval are ranked
 
 
@@ -164,11 +164,9 @@ class DriftConfig(_Section):
     embedding_kinds: list[Literal["items", "users", "comments"]] = Field(["comments"], min_length=1)
     champion_signals: bool = False
     eval_users: int = Field(150, ge=10)
-    ndcg_k: int = Field(10, ge=1)
     session_gap_minutes: float = Field(30.0, gt=0)
     pca_components: int = Field(0, ge=0)
     embedding_plots: bool = False
-    performance_metric: str = "ndcg@10"
     seed: int = 0
     thresholds: DriftThresholds = DriftThresholds()
 
@@ -180,7 +178,6 @@ class EvaluateConfig(_Section):
     benchmark_steps: int | None = Field(None, ge=0)
     ks: list[int] = Field([10, 50], min_length=1)
     max_users: int | None = Field(5000, ge=1)
-    popularity_days: float = Field(30.0, gt=0)
     knn_neighbours: int = Field(100, ge=1)
     mf_factors: int = Field(64, ge=1)
     mf_iterations: int = Field(10, ge=1)
@@ -189,6 +186,22 @@ class EvaluateConfig(_Section):
     auc_negatives: int = Field(20, ge=1)
     bootstrap_samples: int = Field(1000, ge=10)
     user_batch_size: int = Field(512, ge=1)
+
+    @property
+    def ndcg_k(self) -> int:
+        """The headline cut-off: the smallest of `ks`."""
+        return min(self.ks)
+
+    @property
+    def ndcg_metric(self) -> str:
+        """The one headline metric, NDCG at `ndcg_k`: evaluation reports it per user, the promotion gate bootstraps it
+        and performance drift tracks the champion's; every reader takes it from here, so they cannot diverge."""
+        return f"ndcg@{self.ndcg_k}"
+
+    def metric_names(self) -> list[str]:
+        """The metrics every evaluated model reports (liveloop.evaluation.evaluate), for checking names in params."""
+        at_k = [f"{name}@{k}" for k in self.ks for name in ("hr", "recall", "ndcg")]
+        return at_k + ["mrr", f"coverage@{self.ndcg_k}", "auc"]
 
 
 class PromotionConfig(_Section):
@@ -215,9 +228,40 @@ class Config(_Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     promotion: PromotionConfig = PromotionConfig()
 
+    @model_validator(mode="after")
+    def _stages_agree(self) -> "Config":
+        """Settings one stage writes and another reads must fit together; a mismatch fails here, not mid-loop."""
+        known = self.evaluate.metric_names()
+        unknown = [m for m in self.promotion.metrics if m not in known]
+        if unknown:
+            raise ValueError(f"promotion.metrics {unknown} are not reported by the evaluation with evaluate.ks "
+                             f"{self.evaluate.ks}; choose from {known}")
+        if self.serve.history_keep_events < self.model.history_window:
+            raise ValueError(f"serve.history_keep_events ({self.serve.history_keep_events}) is below "
+                             f"model.history_window ({self.model.history_window}): serving would show the user tower "
+                             "a shorter history than training did")
+        return self
+
 
 class ConfigError(ValueError):
     """params.yaml is missing, unreadable or holds a bad value."""
+
+
+# settings merged into one: a params.yaml that still holds an old key is told where its value lives now
+MOVED = {
+    "evaluate.popularity_days": "model.popularity_days (one window for the ranker feature and the baselines)",
+    "drift.ndcg_k": "evaluate.ks (performance drift tracks ndcg@<smallest of evaluate.ks>, the gate's metric)",
+    "drift.performance_metric": "evaluate.ks (the headline metric is ndcg@<smallest of evaluate.ks>)",
+}
+
+
+def _problem(err: dict) -> str:
+    where = ".".join(str(p) for p in err["loc"])
+    if not where:  # a check across sections (Config._stages_agree) names its fields itself
+        return err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden" and where in MOVED:
+        return f"{where} is no longer a setting: use {MOVED[where]}"
+    return f"{where}: {err['msg']} (got {err.get('input')!r})"
 
 
 def load_config(path: str | Path = "params.yaml", overrides: dict | None = None) -> Config:
@@ -240,9 +284,7 @@ def load_config(path: str | Path = "params.yaml", overrides: dict | None = None)
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})" for err in exc.errors()
-        )
+        problems = "; ".join(_problem(err) for err in exc.errors())
         raise ConfigError(f"bad value in {path}: {problems}") from None
     cfg.paths = cfg.paths.resolve(path.resolve().parent)
     return cfg

@@ -216,11 +216,6 @@ def decide(evaluation: Evaluation, cfg: Config, *, model_dir: Path, parent: str 
 
 
 # ---------------------------------------------------------------------------------------------- side effects
-def per_user_metric(cfg: Config) -> str:
-    """The metric evaluate_model reports per user (NDCG at the smallest cut-off)."""
-    return f"ndcg@{min(cfg.evaluate.ks)}"
-
-
 def run_evaluation(cfg: Config, ws: Workspace, job: EvalJob) -> dict:
     """evaluate_model for one job; reports land in reports/evaluation/<name>.json/.md."""
     from liveloop.evaluation import evaluate_model
@@ -280,7 +275,8 @@ class LocalSteps:
         drift_cfg = drift_config_for(self.cfg.drift, len(reference), self.cfg.loop.reference_window)
         out = self.ws.reports / "drift" / Path(current).name
         return DriftVerdict.from_check(check_drift(list(reference), Path(current), out, drift_cfg,
-                                                   champion_dir(self.ws), model_cfg=self.cfg.model))
+                                                   champion_dir(self.ws), model_cfg=self.cfg.model,
+                                                   evaluate_cfg=self.cfg.evaluate))
 
     def split(self, accepted_dir: Path) -> tuple[Path, Path]:
         from liveloop.data.batches import split_by_time
@@ -399,7 +395,7 @@ def run_batch(cfg: Config, ws: Workspace, batch_dir: Path, steps=None, force_tra
         summary["replay_day"] = replay_day
     jobs = evaluation_jobs(day, Path(trained["model_dir"]), champion, history, train_split, holdout, replay,
                            baselines=cfg.loop.baselines)
-    evaluation = assemble_metrics(steps.evaluate(jobs), per_user_metric(cfg))
+    evaluation = assemble_metrics(steps.evaluate(jobs), cfg.evaluate.ndcg_metric)
     decision = decide(evaluation, cfg, model_dir=Path(trained["model_dir"]), parent=champion_before,
                       data_versions={day: data_version})
     committed = steps.commit(decision)

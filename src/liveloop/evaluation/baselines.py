@@ -211,9 +211,10 @@ class ALSBaseline:
         return mf + 1e-6 * self.data.popularity(item_ids)[None, :]
 
 
-def id_baselines(events: pd.DataFrame, as_of: pd.Timestamp, cfg, seed: int) -> list:
-    """All ID-based baselines fitted on the positives before `as_of` (cfg: EvaluateConfig)."""
-    data = Interactions.from_events(events.loc[events["ts"] < as_of], as_of, cfg.popularity_days)
+def id_baselines(events: pd.DataFrame, as_of: pd.Timestamp, cfg, seed: int, popularity_days: float) -> list:
+    """All ID-based baselines fitted on the positives before `as_of` (cfg: EvaluateConfig; popularity_days:
+    model.popularity_days, the ranker's own popularity window, so the popularity baseline is read alike)."""
+    data = Interactions.from_events(events.loc[events["ts"] < as_of], as_of, popularity_days)
     return [
         PopularityBaseline(data),
         RepeatBaseline(data, "count"),

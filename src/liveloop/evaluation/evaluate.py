@@ -233,8 +233,7 @@ def score_all(scorers: list, split: EvalSplit, cfg, seed: int) -> tuple[dict, di
 
 def compare_to_baselines(result: dict, per_user: dict, cfg, seed: int) -> dict:
     """Best baseline by NDCG@k and the paired-bootstrap interval of model / best baseline (per-user resampling)."""
-    k = min(cfg.ks)
-    metric = f"ndcg@{k}"
+    metric = cfg.ndcg_metric
     baselines = {n: m for n, m in result["models"].items() if n not in NOT_BASELINES}
     if MODEL not in result["models"] or not baselines:
         return {}
@@ -264,7 +263,7 @@ def evaluate_split(cfg, split: EvalSplit, model_dir: Path | None, truth_dir: Pat
         scorers.append(RecommenderScorer(MODEL, Recommender.load(model_dir, encoder=encoder), split))
     if baselines:
         log.info("fitting ID baselines on %d history events", len(split.history["events"]))
-        scorers += id_baselines(split.history["events"], split.as_of, cfg.evaluate, cfg.seed)
+        scorers += id_baselines(split.history["events"], split.as_of, cfg.evaluate, cfg.seed, cfg.model.popularity_days)
         scorers.append(FrozenEncoderScorer(encoder, split, cfg.model.history_window))
     if truth_dir is not None:
         scorers.append(OracleScorer(Path(truth_dir), day if day is not None else split.as_of))
@@ -273,9 +272,9 @@ def evaluate_split(cfg, split: EvalSplit, model_dir: Path | None, truth_dir: Pat
     result, per_user = score_all(scorers, split, cfg.evaluate, cfg.seed)
     result["comparison"] = compare_to_baselines(result, per_user, cfg.evaluate, cfg.seed)
     if ORACLE in result["models"] and MODEL in result["models"]:
-        k = min(cfg.evaluate.ks)
-        oracle = result["models"][ORACLE][f"ndcg@{k}"]
-        result["comparison"]["model_over_oracle"] = result["models"][MODEL][f"ndcg@{k}"] / oracle if oracle else None
+        metric = cfg.evaluate.ndcg_metric
+        oracle = result["models"][ORACLE][metric]
+        result["comparison"]["model_over_oracle"] = result["models"][MODEL][metric] / oracle if oracle else None
     result["per_user"] = {name: [float(x) for x in values] for name, values in per_user.items()}
     return result
 

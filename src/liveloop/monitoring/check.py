@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from liveloop.config import DriftConfig, ModelConfig
+from liveloop.config import DriftConfig, EvaluateConfig, ModelConfig
 from liveloop.data.batches import read_batch
 from liveloop.data.schema import TABLES
 from liveloop.monitoring import evidently_adapter as ev
@@ -132,7 +132,7 @@ def _embedding_signals(reference_dirs: list[Path], reference: list[dict], curren
 
 
 def _champion_signals(reference: list[dict], current: dict, reference_dirs: list[Path], cfg: DriftConfig,
-                      champion_dir: Path) -> tuple[dict, list[ev.Section], list[str]]:
+                      champion_dir: Path, evaluate: EvaluateConfig) -> tuple[dict, list[ev.Section], list[str]]:
     """Prediction drift (the champion's score distribution) and performance drift (its NDCG on the new batch)."""
     from liveloop.evaluation.protocol import ProtocolError
 
@@ -150,7 +150,7 @@ def _champion_signals(reference: list[dict], current: dict, reference_dirs: list
         signals["prediction"] = {c: r["score"] for c, r in results.items()}
         sections.append(ev.Section("Champion score distribution (prediction drift)", widgets))
     try:
-        signals["performance"] = model_signals.performance(model, reference_dirs, current, cfg)
+        signals["performance"] = model_signals.performance(model, reference_dirs, current, cfg, evaluate)
     except (ProtocolError, ValueError) as exc:
         notes.append(f"performance drift not checked: {exc}")
     if not signals.get("performance"):
@@ -199,6 +199,7 @@ def check_drift(
     model_cfg: ModelConfig | None = None,
     cache_dir: Path | None = None,
     text_encoder: embeddings.TextEncoder | None = None,
+    evaluate_cfg: EvaluateConfig | None = None,
 ) -> dict:
     """Measure every drift signal of `current_dir` against `reference_dirs`, apply the policy in `cfg.thresholds`,
     write `out_dir/drift_report.html` and `out_dir/drift.json`, and return the verdict
@@ -206,7 +207,7 @@ def check_drift(
 
     Text embeddings come from the pretrained encoder named by `model_cfg` (cached per batch under `cache_dir`, default
     `out_dir/../embedding-cache`; pass `text_encoder` to reuse one loaded encoder across checks). The champion-based signals (prediction / performance drift) run only with a
-    champion and `cfg.champion_signals`."""
+    champion and `cfg.champion_signals`; performance drift tracks `evaluate_cfg.ndcg_metric`, the gate's metric."""
     started = time.perf_counter()
     reference_dirs = [Path(d) for d in reference_dirs]
     current_dir, out_dir = Path(current_dir), Path(out_dir)
@@ -227,7 +228,8 @@ def check_drift(
     elif not cfg.champion_signals:
         notes.append("prediction and performance drift off (drift.champion_signals: false)")
     else:
-        parts.append(_champion_signals(reference, current, reference_dirs, cfg, Path(champion_dir)))
+        parts.append(_champion_signals(reference, current, reference_dirs, cfg, Path(champion_dir),
+                                       evaluate_cfg or EvaluateConfig()))
     for part_signals, part_sections, part_notes in parts:
         signals.update(part_signals)
         sections += part_sections

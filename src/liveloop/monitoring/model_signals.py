@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from liveloop.config import DriftConfig
+from liveloop.config import DriftConfig, EvaluateConfig
 from liveloop.data.batches import Tables, concat_batches
 from liveloop.monitoring.frames import sample_list
 
@@ -57,7 +57,7 @@ def score_summary(model, side: Side) -> pd.DataFrame:
     return pd.DataFrame({"top_score": scores.max(axis=1), "mean_score": scores.mean(axis=1)})
 
 
-def ndcg_on(model, history: Tables, test: Tables, cfg: DriftConfig) -> float:
+def ndcg_on(model, history: Tables, test: Tables, cfg: DriftConfig, k: int) -> float:
     """Mean NDCG@k of the model on `test` with `history` as context (the evaluation's next-window protocol)."""
     from liveloop.evaluation.evaluate import RecommenderScorer
     from liveloop.evaluation.metrics import ndcg
@@ -75,21 +75,22 @@ def ndcg_on(model, history: Tables, test: Tables, cfg: DriftConfig) -> float:
             ranks.append(np.array(found))
     if not ranks:
         raise ValueError("no evaluated user has a target item among the candidates")
-    return float(ndcg(ranks, cfg.ndcg_k).mean())
+    return float(ndcg(ranks, k).mean())
 
 
-def performance(model, reference_dirs: list[Path], current: Tables, cfg: DriftConfig) -> dict:
-    """The champion's NDCG@k on the new batch vs its recorded evaluation (state.json) or, failing that, vs the same
-    protocol on the last reference batch. Empty when there is no baseline to compare with."""
-    key = f"ndcg@{cfg.ndcg_k}"
-    current_value = ndcg_on(model, concat_batches(reference_dirs), current, cfg)
+def performance(model, reference_dirs: list[Path], current: Tables, cfg: DriftConfig, evaluate: EvaluateConfig) -> dict:
+    """The champion's headline NDCG (evaluate.ndcg_metric, the gate's metric) on the new batch vs its recorded
+    evaluation (state.json) or, failing that, vs the same protocol on the last reference batch. Empty when there is
+    no baseline to compare with."""
+    key, k = evaluate.ndcg_metric, evaluate.ndcg_k
+    current_value = ndcg_on(model, concat_batches(reference_dirs), current, cfg, k)
     recorded = model.state.get("metrics") or {}
-    if isinstance(recorded.get(cfg.performance_metric), (int, float)):
-        baseline, source = float(recorded[cfg.performance_metric]), "recorded in the champion's state.json"
+    if isinstance(recorded.get(key), (int, float)):
+        baseline, source = float(recorded[key]), "recorded in the champion's state.json"
     elif len(reference_dirs) >= 2:
         from liveloop.data.batches import read_batch
 
-        baseline = ndcg_on(model, concat_batches(reference_dirs[:-1]), read_batch(reference_dirs[-1]), cfg)
+        baseline = ndcg_on(model, concat_batches(reference_dirs[:-1]), read_batch(reference_dirs[-1]), cfg, k)
         source = "on the last reference batch"
     else:
         return {}

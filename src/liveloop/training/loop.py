@@ -231,7 +231,8 @@ def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, ou
         scorer = CatalogueScorer.from_items(rec, data.tables["items"], data.popularity, data.tables["streams"], repeat,
                                             item_ids=data.catalogue)
         ex = data.examples
-        states = states_at(data.hist, ex["user_id"], ex["ts"], mc.history_window)
+        window = rec.config.history_window  # the model's own window (a warm start keeps it), as serving reads it
+        states = states_at(data.hist, ex["user_id"], ex["ts"], window)
         # the tower learns what is new to the user; items already in the history (the funnel's next step, repeats)
         # are the ranker's job, with its count and recency features
         keep = np.array([not s.empty and f"i:{item}" not in s.tokens and item not in s.item_counts
@@ -248,7 +249,7 @@ def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, ou
         cut_masks, cut_of = live_masks(data, ex)
         cut_masks, cut_of = torch.as_tensor(cut_masks, device=dev), torch.as_tensor(cut_of, device=dev)
         cut_masks[cut_of, targets] = True  # a target taken from a room outside the window is still a target
-        own = torch.as_tensor(own_items(states, scorer.table.row_of, mc.history_window), device=dev)
+        own = torch.as_tensor(own_items(states, scorer.table.row_of, window), device=dev)
 
         def candidates(rows: torch.Tensor) -> torch.Tensor:
             """[rows, catalogue] bool: live at the example's cut and not already in the user's history."""
