@@ -236,10 +236,6 @@ class Config(_Section):
         if unknown:
             raise ValueError(f"promotion.metrics {unknown} are not reported by the evaluation with evaluate.ks "
                              f"{self.evaluate.ks}; choose from {known}")
-        if self.serve.history_keep_events < self.model.history_window:
-            raise ValueError(f"serve.history_keep_events ({self.serve.history_keep_events}) is below "
-                             f"model.history_window ({self.model.history_window}): serving would show the user tower "
-                             "a shorter history than training did")
         return self
 
 

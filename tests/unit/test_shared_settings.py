@@ -74,11 +74,6 @@ def test_the_headline_metric_follows_evaluate_ks(params_file: Path):
         load_config(params_file, {"evaluate.ks": [5, 20]})
 
 
-def test_serving_keeps_at_least_the_window_the_tower_reads(params_file: Path):
-    with pytest.raises(ConfigError, match=r"serve\.history_keep_events \(40\) is below model\.history_window \(50\)"):
-        load_config(params_file, {"serve.history_keep_events": 40})
-
-
 def _tables(rows: list[tuple[str, str, int]]) -> dict[str, pd.DataFrame]:
     """Purchases (user, item, day) over six items, no rooms (every item is a candidate)."""
     from liveloop.data.schema import conform, empty

@@ -64,6 +64,10 @@ def save_champion_model(cfg: Config, ws: Workspace) -> str:
     latest_streams = read_batch(batches[-1])["streams"]
     items = history["items"]
     model = Recommender.load(source, cache_dir=ws.state / "vectors")
+    if cfg.serve.history_keep_events < model.config.history_window:
+        raise PackagingError(f"serve.history_keep_events ({cfg.serve.history_keep_events}) is below the champion's "
+                             f"history_window ({model.config.history_window}): the service would show its user tower "
+                             "a shorter history than training did")
     texts = item_texts(items, history["streams"])
     base = model.base_vectors([texts[i] for i in items["item_id"].astype(str)])
     vectors = model.item_vectors(base)
