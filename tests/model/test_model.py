@@ -15,6 +15,7 @@ from liveloop.model import ModelError, Recommender
 from liveloop.model.history import Histories
 from liveloop.model.ranker import Popularity
 from liveloop.model.scoring import CatalogueScorer
+from liveloop.model.text import NO_HISTORY
 from liveloop.model.vectors import EncoderError, TextEncoder
 
 CFG = ModelConfig(history_window=10, seq_dim=16)
@@ -85,8 +86,11 @@ def test_fresh_tower_is_the_pretrained_geometry(rec, encoder):
     state = hist.state_at("u", (T0 + pd.Timedelta(minutes=5)).value, CFG.history_window)
     vec = scorer.user_vectors([state])[0]
     np.testing.assert_allclose(vec, scorer.table.vecs[scorer.table.row_of["k1"]], atol=1e-5)
+    # a user without events reads as the frozen encoder reads them (its "no history" text), not as all ties
     empty = hist.state_at("nobody", T0.value, CFG.history_window)
-    assert np.all(scorer.user_vectors([empty])[0] == 0)
+    no_history = encoder.encode([NO_HISTORY])[0]
+    np.testing.assert_allclose(scorer.user_vectors([empty])[0], no_history / np.linalg.norm(no_history), atol=1e-5)
+    np.testing.assert_allclose(rec.prior_vector(empty, scorer.item_base), scorer.user_vectors([empty])[0], atol=1e-6)
 
 
 def test_one_category_buyer_gets_that_category_on_top(rec):

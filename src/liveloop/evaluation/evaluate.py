@@ -87,7 +87,9 @@ class FrozenEncoderScorer:
         self.contexts = user_contexts(split.history["events"], split.history["items"], split.as_of, max_events=window)
 
     def score(self, user_ids: list[str], item_ids: list[str]) -> np.ndarray:
-        texts = [self.contexts[u].text if u in self.contexts else "no history" for u in user_ids]
+        from liveloop.model.text import NO_HISTORY
+
+        texts = [self.contexts[u].text if u in self.contexts else NO_HISTORY for u in user_ids]
         return self.encoder.encode(texts) @ self.item_vecs.T
 
 

@@ -28,6 +28,7 @@ from torch import nn
 
 from liveloop.config import ModelConfig
 from liveloop.model.history import COMMENT_TOKEN, ITEM_TOKEN, N_AGE, N_TYPES, UserState, age_buckets
+from liveloop.model.text import NO_HISTORY
 from liveloop.model.vectors import TextEncoder
 
 __all__ = ["ModelError", "Recommender", "SeqTwoTower", "pick_device"]
@@ -234,12 +235,18 @@ class Recommender:
         The ranker reads its cosine next to the trained tower's, so what the encoder knew is never lost to training."""
         m = min(len(state.tokens), self.config.history_window)
         if m == 0:
-            return np.zeros(self.encoder.dim, dtype=np.float32)
+            return self.cold_vector()
         vecs = self.token_vectors(list(state.tokens[:m]), item_base)
         logits = np.asarray(TYPE_PRIOR)[np.asarray(state.types[:m])] - AGE_DECAY * age_buckets(np.asarray(state.ages[:m], np.float64))
         w = np.exp(logits - logits.max())
         v = (w / w.sum()) @ vecs
         return (v / max(np.linalg.norm(v), 1e-12)).astype(np.float32)
+
+    def cold_vector(self) -> np.ndarray:
+        """A user without events: the encoder's vector of NO_HISTORY, as the frozen encoder reads them, so the first
+        model of a new world ranks cold users where the pretrained model does instead of all ties."""
+        v = self.base_vectors([NO_HISTORY])[0]
+        return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
 
     def user_vectors_from_batch(self, batch: dict) -> torch.Tensor:
         """Differentiable [n, dim] user vectors from a `sequence_batch` (used by training)."""
@@ -252,7 +259,12 @@ class Recommender:
 
     @torch.inference_mode()
     def user_vectors(self, states: list[UserState], item_base: Callable[[list[str]], np.ndarray]) -> np.ndarray:
-        """[n, dim] unit user vectors (zeros for users without history)."""
+        """[n, dim] unit user vectors; users without history get `cold_vector`."""
         if not states:
             return np.zeros((0, self.encoder.dim), dtype=np.float32)
-        return self.user_vectors_from_batch(self.sequence_batch(states, item_base)).float().cpu().numpy()
+        batch = self.sequence_batch(states, item_base)
+        out = self.user_vectors_from_batch(batch).float().cpu().numpy()
+        cold = ~batch["mask"].any(1)
+        if cold.any():
+            out[cold] = self.cold_vector()
+        return out

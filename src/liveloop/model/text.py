@@ -18,6 +18,7 @@ VERBS: dict[str, str] = {"purchase": "bought", "add_to_cart": "carted", "click":
 RETURN_VERB = "returned"  # a purchase with negative quantity (Online Retail cancellation)
 PRICE_BANDS: tuple[float, ...] = (1, 3, 10, 30, 100, 300, 1000)
 COMMENT_CHARS = 80
+NO_HISTORY = "no history"  # how a user without events reads as text: the frozen encoder and the untrained tower
 DAY = pd.Timedelta(days=1)
 
 
@@ -106,7 +107,7 @@ def context_texts_at(behaviour: pd.DataFrame, user_ids, times, max_events: int) 
     times = pd.to_datetime(pd.Series(times)).to_numpy()
     users = pd.Series(user_ids, dtype=str).to_numpy()
     if behaviour.empty:
-        return ["no history"] * len(users)
+        return [NO_HISTORY] * len(users)
     codes = {u: i for i, u in enumerate(pd.unique(behaviour["user_id"]))}
     base = behaviour["ts"].to_numpy().min()
     span = (max(behaviour["ts"].to_numpy().max(), times.max() if len(times) else base) - base) / DAY + 1.0
@@ -118,7 +119,7 @@ def context_texts_at(behaviour: pd.DataFrame, user_ids, times, max_events: int) 
     frags = behaviour["fragment"].to_numpy()
     out = []
     for code, lo, hi in zip(q_code, np.maximum(start, end - max_events), end):
-        out.append("; ".join(frags[lo:hi][::-1]) if code >= 0 and hi > lo else "no history")
+        out.append("; ".join(frags[lo:hi][::-1]) if code >= 0 and hi > lo else NO_HISTORY)
     return out
 
 
