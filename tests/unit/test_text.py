@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from liveloop.model.text import behaviour_fragments, context_texts_at, item_texts, price_band, user_contexts
+from liveloop.model.text import behaviour_fragments, context_texts_at, item_texts, price_band, user_texts
 
 
 def _items() -> pd.DataFrame:
@@ -55,25 +55,20 @@ def test_price_bands_are_absolute():
     assert price_band(5000.0) == "price over 1000"
 
 
-def test_user_context_newest_first_counts_recency_and_strictly_before():
-    ctx = user_contexts(_events(), _items(), as_of=pd.Timestamp("2026-01-05 15:30"))
+def test_user_text_newest_first_and_strictly_before():
+    ctx = user_texts(_events(), _items(), as_of=pd.Timestamp("2026-01-05 15:30"))
     assert set(ctx) == {"u1"}  # u2 acts only after as_of
-    u1 = ctx["u1"]
-    assert u1.text == "returned: Blue Jeans; said: love this pot; bought: Red Mug; clicked: Blue Jeans; bought: Red Mug"
-    assert "impression" not in u1.text and "e1" not in u1.text and "u1" not in u1.text
-    # positives only: two purchases of i1, one click of i2; the cancellation and the comment do not count
-    assert u1.item_counts == {"i1": 2.0, "i2": 1.0}
-    assert u1.last_days["i1"] == pytest.approx(3.5 / 24)
-    assert u1.last_days["i2"] == pytest.approx(4.5 / 24)
+    assert ctx["u1"] == "returned: Blue Jeans; said: love this pot; bought: Red Mug; clicked: Blue Jeans; bought: Red Mug"
+    assert "impression" not in ctx["u1"] and "e1" not in ctx["u1"] and "u1" not in ctx["u1"]
     # an event exactly at as_of is not "before" it
-    at_purchase = user_contexts(_events(), _items(), as_of=pd.Timestamp("2026-01-05 12:00"))["u1"]
-    assert at_purchase.item_counts == {"i1": 1.0, "i2": 1.0}
+    at_purchase = user_texts(_events(), _items(), as_of=pd.Timestamp("2026-01-05 12:00"))["u1"]
+    assert at_purchase == "clicked: Blue Jeans; bought: Red Mug"
 
 
 def test_max_events_keeps_the_newest():
-    ctx = user_contexts(_events(), _items(), max_events=2)
-    assert ctx["u1"].text == "returned: Blue Jeans; said: love this pot"
-    assert ctx["u2"].text == "carted: Tea Pot"
+    ctx = user_texts(_events(), _items(), max_events=2)
+    assert ctx["u1"] == "returned: Blue Jeans; said: love this pot"
+    assert ctx["u2"] == "carted: Tea Pot"
 
 
 def test_vectorised_contexts_match_a_naive_scan():
@@ -95,4 +90,4 @@ def test_missing_columns_are_named():
     with pytest.raises(ValueError, match="brand"):
         item_texts(_items().drop(columns=["brand"]))
     with pytest.raises(ValueError, match="event_type"):
-        user_contexts(_events().drop(columns=["event_type"]), _items())
+        user_texts(_events().drop(columns=["event_type"]), _items())

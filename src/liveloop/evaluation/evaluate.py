@@ -78,18 +78,18 @@ class FrozenEncoderScorer:
     name = FROZEN
 
     def __init__(self, encoder, split: EvalSplit, window: int):
-        from liveloop.model.text import item_texts, user_contexts
+        from liveloop.model.text import item_texts, user_texts
 
         self.encoder = encoder
         texts = item_texts(split.history["items"], split.history["streams"])
         self.item_ids = list(split.candidate_ids)
         self.item_vecs = encoder.encode([texts.get(i, "unknown item") for i in self.item_ids])
-        self.contexts = user_contexts(split.history["events"], split.history["items"], split.as_of, max_events=window)
+        self.contexts = user_texts(split.history["events"], split.history["items"], split.as_of, max_events=window)
 
     def score(self, user_ids: list[str], item_ids: list[str]) -> np.ndarray:
         from liveloop.model.text import NO_HISTORY
 
-        texts = [self.contexts[u].text if u in self.contexts else NO_HISTORY for u in user_ids]
+        texts = [self.contexts.get(u, NO_HISTORY) for u in user_ids]
         return self.encoder.encode(texts) @ self.item_vecs.T
 
 

@@ -3,11 +3,11 @@
 Torch-free names import eagerly; the torch-backed ones load on first use so `import liveloop.model` stays light.
 """
 
-from liveloop.model.text import UserContext, item_texts, user_contexts
+from liveloop.model.text import item_texts, user_texts
 
 _LAZY = {"Recommender", "SeqTwoTower", "ModelError", "pick_device"}
 
-__all__ = ["UserContext", "item_texts", "user_contexts", *sorted(_LAZY)]
+__all__ = ["item_texts", "user_texts", *sorted(_LAZY)]
 
 
 def __getattr__(name: str):

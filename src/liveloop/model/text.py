@@ -6,7 +6,6 @@ Ids (event_id, user_id, item_id) never enter the text, so they cannot change a s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -20,13 +19,6 @@ PRICE_BANDS: tuple[float, ...] = (1, 3, 10, 30, 100, 300, 1000)
 COMMENT_CHARS = 80
 NO_HISTORY = "no history"  # how a user without events reads as text: the frozen encoder and the untrained tower
 DAY = pd.Timedelta(days=1)
-
-
-@dataclass
-class UserContext:
-    text: str  # recent behaviour as text ("bought: ..., clicked: ..., said: ...")
-    item_counts: dict[str, float] = field(default_factory=dict)  # item_id -> past positive interactions
-    last_days: dict[str, float] = field(default_factory=dict)  # item_id -> days since the last one, at context time
 
 
 def price_band(price: float | None) -> str:
@@ -123,16 +115,13 @@ def context_texts_at(behaviour: pd.DataFrame, user_ids, times, max_events: int) 
     return out
 
 
-def user_contexts(
+def user_texts(
     events: pd.DataFrame, items: pd.DataFrame, as_of: pd.Timestamp | None = None, max_events: int = 20
-) -> dict[str, UserContext]:
-    """user_id -> recent behaviour before `as_of` rendered as text plus repeat features.
-
-    as_of None means "after everything in events": the reference time for last_days is then the latest event.
-    """
+) -> dict[str, str]:
+    """user_id -> recent behaviour strictly before `as_of` (None: after everything) as text, newest first."""
     behaviour = behaviour_fragments(events, items)
     if as_of is None:
-        ref = pd.to_datetime(events["ts"]).max() if len(events) else pd.Timestamp(0)
+        ref = pd.to_datetime(events["ts"]).max() + pd.Timedelta(microseconds=1) if len(events) else pd.Timestamp(0)
         before = behaviour
     else:
         ref = pd.Timestamp(as_of)
@@ -140,14 +129,4 @@ def user_contexts(
     if before.empty:
         return {}
     users = pd.unique(before["user_id"])
-    query_time = ref + pd.Timedelta(microseconds=1) if as_of is None else ref
-    texts = context_texts_at(before, users, [query_time] * len(users), max_events)
-    pos = before[before["positive"]]
-    stats = pos.groupby(["user_id", "item_id"], sort=False)["ts"].agg(["size", "max"]).reset_index()
-    stats["days"] = (ref - stats["max"]) / DAY
-    counts: dict[str, dict[str, float]] = {}
-    lasts: dict[str, dict[str, float]] = {}
-    for user, item, size, days in zip(stats["user_id"], stats["item_id"], stats["size"], stats["days"]):
-        counts.setdefault(user, {})[item] = float(size)
-        lasts.setdefault(user, {})[item] = max(float(days), 0.0)
-    return {u: UserContext(text=t, item_counts=counts.get(u, {}), last_days=lasts.get(u, {})) for u, t in zip(users, texts)}
+    return dict(zip(users, context_texts_at(before, users, [ref] * len(users), max_events)))

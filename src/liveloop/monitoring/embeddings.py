@@ -27,13 +27,13 @@ from liveloop.monitoring.frames import comment_texts, sample_list
 
 def batch_texts(tables: Tables, kinds: list[str], sample: int, seed: int) -> dict[str, list[str]]:
     """Up to `sample` texts per kind from one batch: live item texts, user behaviour texts, comments."""
-    from liveloop.model.text import item_texts, user_contexts
+    from liveloop.model.text import item_texts, user_texts
 
     texts: dict[str, list[str]] = {}
     if "items" in kinds:
         texts["items"] = sample_list(list(item_texts(tables["items"], tables["streams"]).values()), sample, seed)
     if "users" in kinds:
-        users = [c.text for c in user_contexts(tables["events"], tables["items"]).values()]
+        users = list(user_texts(tables["events"], tables["items"]).values())
         texts["users"] = sample_list(users, sample, seed + 1)
     if "comments" in kinds:
         texts["comments"] = sample_list(comment_texts(tables["events"]), sample, seed + 2)
