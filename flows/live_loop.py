@@ -15,6 +15,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
+from flows.events import emit_drift
 from liveloop import loop
 from liveloop.workspace import open_workspace
 
@@ -79,7 +80,11 @@ class PrefectSteps:
         return version_task(self.params, str(path))
 
     def drift(self, reference: list[Path], current: Path) -> loop.DriftVerdict:
-        return loop.DriftVerdict.from_check(drift_task(self.params, [str(d) for d in reference], str(current)))
+        """Drift found is also a Prefect event (flows/events.py); the running flow retrains on it itself."""
+        verdict = drift_task(self.params, [str(d) for d in reference], str(current))
+        if verdict["drift"]:
+            emit_drift(flow_run.flow_name, current, verdict)
+        return loop.DriftVerdict.from_check(verdict)
 
     def split(self, accepted_dir: Path) -> tuple[Path, Path]:
         return split_task(self.params, str(accepted_dir))

@@ -1,5 +1,6 @@
 """monitor_drift: drift check of the latest accepted batch against the champion's reference window, plus live
-quality from the service's feedback log, on its own schedule. It reports; live_loop decides on retraining.
+quality from the service's feedback log, on its own schedule. Drift found is also a Prefect event
+(flows/events.py) on which the retrain-on-drift deployment updates the model on that batch.
 ingest_feedback: turns a day of the service's feedback log into a batch in data/incoming for live_loop.
 """
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from flows.events import DRIFT_EVENT, emit_drift
 from flows.live_loop import drift_task
 from liveloop.workspace import open_workspace
 
@@ -50,8 +52,12 @@ def monitor_drift(params: str = "params.yaml") -> dict:
     else:
         reference = [str(p) for p in accepted[:-1][-cfg.loop.reference_window:]]
         verdict = drift_task(params, reference, str(accepted[-1]))
+        if verdict["drift"]:
+            emit_drift("monitor_drift", accepted[-1], verdict)
     lines += ["", f"# Drift of {accepted[-1].name if accepted else '-'}: {'yes' if verdict['drift'] else 'no'}", ""]
     lines += [f"- {r}" for r in verdict.get("reasons", [])]
+    if verdict["drift"]:
+        lines += ["", f"Emitted `{DRIFT_EVENT}`: the retrain-on-drift deployment updates the model on this batch."]
     if verdict.get("report_html"):
         lines += ["", f"[drift report]({Path(verdict['report_html']).resolve().as_uri()})"]
     create_markdown_artifact(markdown="\n".join(lines), key="drift-monitor", description="drift and live quality")

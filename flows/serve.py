@@ -1,12 +1,13 @@
 """`make ui`: start a local Prefect server on 127.0.0.1, register the scheduled deployments and serve them.
 
-The deployments run in this process (Prefect's `serve`), so no work pool or worker is needed on a laptop.
+The deployments run from this process (a Prefect Runner), so no work pool or worker is needed on a laptop.
 For a remote work pool see docs/scale-out.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import subprocess
 import sys
@@ -14,11 +15,14 @@ import time
 from pathlib import Path
 
 import httpx
-from prefect import serve
+from prefect.exceptions import TerminationSignal
+from prefect.runner import Runner
 
-from flows.live_loop import live_loop
+from flows.events import retrain_trigger
+from flows.live_loop import configured, live_loop
 from flows.monitor_drift import ingest_feedback, monitor_drift
 from flows.replay_timeline import replay_timeline
+from flows.retrain import retrain_on_drift
 from liveloop.workspace import open_workspace
 
 
@@ -42,20 +46,37 @@ def start_server(host: str, port: int, log_file: Path) -> subprocess.Popen:
     raise RuntimeError(f"prefect server did not become healthy within 90 s; see {log_file}")
 
 
-def deployments(params: str):
-    """The scheduled deployments, parameterised with an absolute params path so any worker finds the workspace."""
+def deployments(params: str) -> list[tuple]:
+    """Each deployment as (flow with the task runner of params, its deployment settings), parameterised with an
+    absolute params path so any worker finds the workspace. The flows come from `configured`, as in `make run`."""
     cfg, _ = open_workspace(params)
     params = str(Path(params).resolve())
-    return [
-        live_loop.to_deployment(name="live-loop", cron=cfg.loop.cron, parameters={"params": params},
-                                description="Take the oldest batch in data/incoming through the loop."),
-        monitor_drift.to_deployment(name="monitor-drift", cron=cfg.loop.monitor_cron, parameters={"params": params},
-                                    description="Drift check of the latest accepted batch."),
-        ingest_feedback.to_deployment(name="ingest-feedback", cron=cfg.loop.feedback_cron, parameters={"params": params},
-                                      description="Yesterday's /feedback events -> data/incoming as the next batch."),
-        replay_timeline.to_deployment(name="replay-timeline", parameters={"params": params},
-                                      description="Simulate days and run the loop over them (what make run does)."),
-    ]
+    fixed = {"params": params}
+    return [(configured(flow_obj, cfg), {"parameters": fixed, **settings}) for flow_obj, settings in [
+        (live_loop, {"name": "live-loop", "cron": cfg.loop.cron,
+                     "description": "Take the oldest batch in data/incoming through the loop."}),
+        (monitor_drift, {"name": "monitor-drift", "cron": cfg.loop.monitor_cron,
+                         "description": "Drift check of the latest accepted batch; drift found is an event."}),
+        (retrain_on_drift, {"name": "retrain-on-drift", "triggers": [retrain_trigger(params)], "concurrency_limit": 1,
+                            "description": "Retrain on the batch of a monitor-drift drift event."}),
+        (ingest_feedback, {"name": "ingest-feedback", "cron": cfg.loop.feedback_cron,
+                           "description": "Yesterday's /feedback events -> data/incoming as the next batch."}),
+        (replay_timeline, {"name": "replay-timeline",
+                           "description": "Simulate days and run the loop over them (what make run does)."}),
+    ]]
+
+
+def serve(params: str) -> None:
+    """Register the deployments and run their flow runs until stopped. Runner.add_flow keeps each configured flow
+    object for its runs; Prefect's `serve(*flow.to_deployment(...))` would re-import the flow from its entrypoint
+    and run it with the decorator's task runner instead of the configured one."""
+    runner = Runner(name="liveloop", pause_on_shutdown=True)
+    for flow_obj, settings in deployments(params):
+        runner.add_flow(flow_obj, **settings)
+    try:
+        asyncio.run(runner.start())
+    except (KeyboardInterrupt, TerminationSignal):
+        pass
 
 
 def main() -> None:
@@ -73,7 +94,7 @@ def main() -> None:
         os.environ["PREFECT_API_URL"] = f"http://{args.host}:{args.port}/api"
         print(f"Prefect UI: http://{args.host}:{args.port}  (server log: {ws.prefect_home / 'server.log'})")
     try:
-        serve(*deployments(args.params))
+        serve(args.params)
     finally:
         if server is not None:
             server.terminate()

@@ -315,13 +315,15 @@ def package_cmd(
 def loop_cmd(
     batch_dir: Path = typer.Argument(..., help="New batch folder (YYYY-MM-DD with the four parquet tables)."),
     force_train: bool = typer.Option(False, "--force-train", help="Update the model even without drift or schedule."),
+    retrain: bool = typer.Option(False, "--retrain", help="BATCH_DIR is already in data/accepted: update the model on "
+                                 "it unless a candidate was trained on it (what a drift event triggers)."),
     params: Path = PARAMS,
 ) -> None:
     """One batch through the whole loop without Prefect: validate, version, drift, update, evaluate, gate, commit.
     Prints the batch summary as JSON (also in reports/loop/<day>.json)."""
     import json
 
-    from liveloop.loop import LoopError, run_batch
+    from liveloop.loop import LoopError, retrain_batch, run_batch
     from liveloop.monitoring import DriftInputError
     from liveloop.serving.package import PackagingError
     from liveloop.training.examples import TrainDataError
@@ -331,7 +333,7 @@ def loop_cmd(
     cfg, ws = _setup(params)
     _log_progress()
     try:
-        summary = run_batch(cfg, ws, batch_dir, force_train=force_train)
+        summary = retrain_batch(cfg, ws, batch_dir) if retrain else run_batch(cfg, ws, batch_dir, force_train=force_train)
     except BatchInputError as exc:
         _fail(str(exc), code=2)
     except (LoopError, DriftInputError, PackagingError, TrainDataError, VersioningError, *_evaluation_errors()) as exc:

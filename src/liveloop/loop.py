@@ -343,11 +343,13 @@ def record(cfg: Config, ws: Workspace, summary: dict, batch_path: Path, referenc
                   type(exc).__name__, exc)
 
 
-def run_batch(cfg: Config, ws: Workspace, batch_dir: Path, steps=None, force_train: bool = False) -> dict:
+def run_batch(cfg: Config, ws: Workspace, batch_dir: Path, steps=None, force_train: bool = False,
+              accepted: bool = False) -> dict:
     """Take one batch through the loop; returns the batch summary (JSON-able): batch/day, validation, drift with
     reasons and signals, train_reasons, candidate and champion metrics, the gate's decision with its intervals, the
     data and model versions, the champion before and after, and status (quarantined | no-retrain | promoted |
-    rejected). The champion changes only on promotion."""
+    rejected). The champion changes only on promotion. `accepted`: the batch passed the gate earlier and is
+    already in data/accepted (retrain_batch), so it is not validated again."""
     from liveloop import registry
     from liveloop.data.batches import list_batches
 
@@ -356,7 +358,7 @@ def run_batch(cfg: Config, ws: Workspace, batch_dir: Path, steps=None, force_tra
     champion_before = registry.champion_version(ws)
     summary: dict = {"batch": day, "day": day, "champion_before": champion_before}
 
-    gate = steps.validate(Path(batch_dir))
+    gate = GateResult(True, Path(batch_dir)) if accepted else steps.validate(Path(batch_dir))
     summary["validation"] = {"accepted": gate.accepted, "failures": gate.failures}
     if not gate.accepted:
         log.warning("batch %s quarantined: %s", day, "; ".join(gate.failures))
@@ -413,6 +415,25 @@ def run_batch(cfg: Config, ws: Workspace, batch_dir: Path, steps=None, force_tra
     return _finish(steps, summary, "promoted" if decision.promote else "rejected", committed.champion, cfg, ws,
                    gate.path, len(reference))
 
+
+def retrain_batch(cfg: Config, ws: Workspace, batch_dir: Path, steps=None) -> dict:
+    """Update the model on a batch accepted earlier because drift was found in it since (monitor_drift's event runs
+    flows/retrain.py; `liveloop loop --retrain`): run_batch from the data version on, forced. A batch some registered
+    candidate was already trained on is left alone (status already-retrained): the loop's own update or an earlier
+    event covered it and the gate has decided on that candidate (monitor_drift re-finds the same drift every hour)."""
+    from liveloop import registry
+    from liveloop.validation import BatchInputError
+
+    batch_dir = Path(batch_dir)
+    if not batch_dir.is_dir() or batch_dir.resolve().parent != ws.accepted.resolve():
+        raise BatchInputError(f"{batch_dir} is not an accepted batch (a day folder in {ws.accepted})")
+    day = batch_dir.name
+    trained = [e["version"] for e in registry.load_registry(ws) if day in (e.get("data_versions") or {})]
+    if trained:
+        log.info("batch %s: candidate %s was already trained on it; not retraining", day, trained[-1])
+        return {"batch": day, "day": day, "status": "already-retrained", "candidate": trained[-1],
+                "champion_after": registry.champion_version(ws)}
+    return run_batch(cfg, ws, batch_dir, steps, force_train=True, accepted=True)
 
 # -------------------------------------------------------------------------------------------------- reporting
 def _fmt(value) -> str:

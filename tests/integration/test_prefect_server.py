@@ -1,9 +1,11 @@
 """Against a real `prefect server` on 127.0.0.1: register the deployments, trigger live_loop, see it complete
-with its artifacts."""
+with its artifacts; then monitor-drift's drift event makes the retrain-on-drift automation retrain on that batch
+(once: not while the loop runs, not twice, not on live_loop's own drift events)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -42,15 +44,18 @@ def test_served_deployment_completes_with_artifacts(tiny_workspace: Path, tmp_pa
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from liveloop.data.simulator import simulate
+    from liveloop.validation import gate_batch
 
     cfg, ws = open_workspace(tiny_workspace)
-    cfg.simulate.days = 1
-    simulate(cfg.simulate, cfg.seed, ws.incoming, ws.simulator_truth)
+    cfg.simulate.days = 2
+    first, second = simulate(cfg.simulate, cfg.seed, ws.incoming, ws.simulator_truth)
+    # day two passes the gate but is never trained on: the batch a drift event should retrain on
+    assert gate_batch(second, ws.accepted, ws.quarantine, cfg.validation).accepted
 
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": api,
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
     env.pop("PREFECT_PROFILES_PATH", None)
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -74,7 +79,7 @@ def test_served_deployment_completes_with_artifacts(tiny_workspace: Path, tmp_pa
                 async with get_client() as client:
                     return {d.name for d in await client.read_deployments()}
 
-            expected = {"live-loop", "monitor-drift", "ingest-feedback", "replay-timeline"}
+            expected = {"live-loop", "monitor-drift", "retrain-on-drift", "ingest-feedback", "replay-timeline"}
             _wait(lambda: asyncio.run(deployment_names()) >= expected, 120, f"deployments {sorted(expected)}")
 
             async def trigger():
@@ -100,6 +105,7 @@ def test_served_deployment_completes_with_artifacts(tiny_workspace: Path, tmp_pa
 
             keys = {a.key for a in asyncio.run(artifacts())}
             assert any(k and k.startswith("batch-") for k in keys), keys
+            _retrain_on_drift(ws, ws.accepted / second.name, logs / "serve.log")
     finally:
         for proc in (served, server):
             if proc is not None:
@@ -108,3 +114,69 @@ def test_served_deployment_completes_with_artifacts(tiny_workspace: Path, tmp_pa
                     proc.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+
+
+def _retrain_on_drift(ws, batch: Path, serve_log: Path) -> None:
+    """monitor_drift's drift event for `batch` (emitted here with the flows' own helper: the drift check itself is
+    tests/integration/test_drift.py) makes the automation run retrain-on-drift with that batch: skipped while a
+    live_loop run is in flight, a real retrain once the loop is idle, no second retrain for the same batch; live_loop's
+    own drift events start nothing."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.events.worker import EventsWorker
+    from prefect.states import Completed, Running
+
+    from flows.events import emit_drift
+    from flows.live_loop import live_loop
+    from liveloop import registry
+
+    batch = batch.resolve()
+
+    def trained_on_batch() -> list[str]:
+        return [e["version"] for e in registry.load_registry(ws) if batch.name in e["data_versions"]]
+
+    with get_client(sync_client=True) as client:
+        retrain = client.read_deployment_by_name("retrain_on_drift/retrain-on-drift")
+
+        def retrain_runs():
+            return client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[retrain.id])),
+                                         sort=FlowRunSort.EXPECTED_START_TIME_ASC)
+
+        def finished(run_id):
+            state = client.read_flow_run(run_id).state
+            return state if state and state.is_final() else None
+
+        def nth_retrain(n: int):
+            """Wait for the n-th retrain-on-drift run to finish and check it completed with the batch."""
+            runs = _wait(lambda: (lambda rs: rs if len(rs) >= n else None)(retrain_runs()), 120,
+                         f"retrain-on-drift run #{n} from the automation")
+            run = runs[n - 1]
+            assert run.parameters == {"batch_dir": str(batch), "params": str(ws.root.resolve() / "params.yaml")}, run
+            state = _wait(lambda: finished(run.id), 300, f"retrain-on-drift run #{n} to finish")
+            assert state.is_completed(), f"{state.name}: {state.message}\n{serve_log.read_text()[-3000:]}"
+
+        # 1. the event while a live_loop run is in flight
+        in_flight = client.create_flow_run(live_loop, name="loop-in-flight", state=Running())
+        EventsWorker.drain_all()  # a worker left by an earlier test would send to that test's API
+        emit_drift("monitor_drift", batch, {"reasons": ["event_type drifted"], "signals": {"share": 0.5}})
+        EventsWorker.drain_all()
+        nth_retrain(1)
+        assert trained_on_batch() == [], "a retrain started while live_loop was in flight"
+
+        # 2. with the loop idle the same event retrains on the batch: a candidate trained on it is registered
+        client.set_flow_run_state(in_flight.id, Completed(), force=True)
+        emit_drift("monitor_drift", batch, {"reasons": ["sent again by the test"]})
+        EventsWorker.drain_all()
+        nth_retrain(2)
+        versions = trained_on_batch()
+        assert len(versions) == 1, versions
+        summary = json.loads((ws.reports / "loop" / f"{batch.name}.json").read_text())
+        assert summary["status"] in ("promoted", "rejected") and "forced" in summary["train_reasons"], summary
+
+        # 3. live_loop's drift events start nothing; another monitor event for the batch retrains nothing
+        emit_drift("live_loop", batch, {"reasons": ["the loop retrains on its own drift"]})
+        emit_drift("monitor_drift", batch, {"reasons": ["sent a third time by the test"]})
+        EventsWorker.drain_all()
+        nth_retrain(3)  # events are handled in order: a run from the live_loop event would be #3 and this one #4
+        assert len(retrain_runs()) == 3 and trained_on_batch() == versions, (retrain_runs(), trained_on_batch())
