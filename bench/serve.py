@@ -1,31 +1,35 @@
-"""Serving benchmark: a real `bentoml serve` over loopback, against (a) the raw in-process ceiling and (b) a
-cross-encoder baseline, at 1k / 10k / 100k live items.
+"""Serving benchmark: a real `bentoml serve` of a trained model over a simulated world with ~10k live items.
 
-Every request is POST /recommend for a new user with two recent purchases, so each one pays the full path: request
-validation, user-state building, one user-tower encode (adaptively batched), top-k over all live items, repeat-bonus
-rescoring and reasons. Nothing is served from the user cache.
+The world is the project's simulator with a big catalogue and many overlapping rooms, so that at the serve clock
+(`serve.now: latest`) about `--items` products are live; the model is the current one (sequence user tower over
+cached MiniLM vectors + LightGBM ranker), trained with a few steps (this measures cost, not quality), registered,
+promoted and packaged by the project's own functions. Every request is POST /recommend for a new user carrying
+recent events (two purchases and a click of live items), so each pays the whole path: validation, the user's state,
+one user-tower encode from the cached item vectors (adaptively batched), top-k over all live items, the ranker over
+the candidates and the reasons. Nothing comes from the user cache.
 
-(a) raw ceiling: the same model's user-tower encode in-process at batch 64 (rows/s = the best req/s one worker
-    could reach if HTTP, retrieval and everything else were free).
-(b) cross-encoder: the transformer run on every (user, candidate) pair, here 1k candidates per request: the common
-    BERT-recommender approach.
+Besides the HTTP numbers (c=1 latency, c=16 throughput, each level `--repeats` times, medians reported) it measures
+two in-process ceilings on the same package: the user-tower encode at batch 64 (rows/s) and the whole engine path
+(`engine.recommend`, one request at a time, no HTTP), plus a cProfile of that path (where the time goes).
 
-Catalogs: 1,000 item texts are encoded for real; larger catalogs tile those vectors with small noise (retrieval cost
-depends on the count, not the content), so building a 100k index takes seconds instead of a CPU-hour.
+    .venv/bin/python bench/serve.py --out /tmp/serve_bench.json             # ~5 min on a shared 2-core box
+    .venv/bin/python bench/serve.py --items 2000 --requests 100 --repeats 1  # a quick look
 
-    .venv/bin/python bench/serve.py --out /tmp/serve_bench.json            # everything (about 15 min on a shared 2-core box)
-    .venv/bin/python bench/serve.py --sizes 1000 --requests 200 --error-requests 0   # a quick look
+The batches go straight to data/accepted (the simulator's output is valid by construction; the gate is not what
+is measured here).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import io
 import json
 import os
+import pstats
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,74 +37,64 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-BASE_ITEMS = 1000
-CROSS_PAIRS = 256
-CATEGORIES = ["kitchen", "shoes", "beauty", "toys", "garden", "phones", "books", "sports"]
-ADJECTIVES = ["red", "compact", "premium", "vintage", "smart", "wireless", "organic", "travel", "mini", "deluxe"]
-NOUNS = ["mug", "kettle", "sneakers", "serum", "lamp", "speaker", "backpack", "jacket", "blender", "charger",
-         "notebook", "yoga mat", "watch"]
-NOW = pd.Timestamp("2026-01-05 12:00:00")
+# With 240 rooms a day about 29 overlap the last room's start (the serve clock); rooms of n/8 items (one category's
+# worth) then show ~97% of an n-item catalogue. Users and days only need to give the model a history to train on.
+WORLD = {"days": 2, "n_users": 2000, "new_item_fraction": 0.0, "rooms_per_day": 240}
+CHEAP_TRAINING = {"steps": 20, "batch_size": 128, "warmup_steps": 0, "eval_every": 10, "rank_trees": 50}
 
 
-def base_items() -> pd.DataFrame:
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(BASE_ITEMS):
-        title = f"{ADJECTIVES[i % 10]} {NOUNS[(i // 10) % 13]} {i}"
-        rows.append({"item_id": f"b{i}", "title": title.title(), "description": None,
-                     "category": CATEGORIES[i % len(CATEGORIES)], "brand": f"brand{i % 37}",
-                     "price": float(rng.uniform(1, 300)), "first_seen": NOW - pd.Timedelta(days=1)})
-    return pd.DataFrame(rows)
+def world_params(root: Path, n_items: int) -> Path:
+    """params.yaml for the bench workspace: the repo's params, a big world, cheap training, the serve clock."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["paths"] = {"root": str(root), "state": str(root / ".liveloop")}
+    raw["simulate"].update(WORLD, n_items=int(n_items * 1.03), items_per_room=max(25, n_items // 8))
+    raw["train"].update(CHEAP_TRAINING)
+    raw["serve"]["now"] = "latest"
+    raw["loop"]["package"] = False
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
 
 
-def catalog(base: pd.DataFrame, base_vectors: np.ndarray, text_vectors: np.ndarray, n: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """n items: the base items tiled, ids unique; (items, item-tower vectors jittered and renormalised, frozen text
-    vectors tiled: what the user tower reads for them)."""
-    rng = np.random.default_rng(n)
-    idx = np.arange(n) % len(base)
-    items = base.iloc[idx].reset_index(drop=True).copy()
-    items["item_id"] = [f"it{i}" for i in range(n)]
-    vectors = base_vectors[idx] + rng.normal(scale=0.05, size=(n, base_vectors.shape[1])).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return items, vectors.astype(np.float32), text_vectors[idx]
-
-
-def save_package(model_dir: Path, items: pd.DataFrame, vectors: np.ndarray, base: np.ndarray, serve_cfg) -> Path:
-    """Write a packaged model in the store layout liveloop.serving.package defines; returns its folder."""
+def build_package(params: Path, reuse: bool) -> tuple[dict, str]:
+    """Simulate -> train from scratch -> register + promote -> save to the BentoML store; (timings, model path).
+    With `reuse`, the model already packaged in this workspace (a second measurement of the same world)."""
     import bentoml
-    from safetensors.numpy import save_file
 
-    from liveloop.serving import package as pkg
+    from liveloop.data.simulator import simulate
+    from liveloop.registry import promote, register
+    from liveloop.serving.package import MODEL_NAME, save_champion_model
+    from liveloop.training import train
+    from liveloop.workspace import open_workspace
 
-    streams = pd.DataFrame({"stream_id": ["room-1"], "host_id": ["h1"], "title": ["Mega live sale"],
-                            "category": ["mixed"], "start": [NOW], "end": [NOW + pd.Timedelta(hours=2)],
-                            "item_ids": [list(items["item_id"])]})
-    history = pd.DataFrame({"event_id": ["e0"], "ts": [NOW - pd.Timedelta(hours=1)], "user_id": ["seed-user"],
-                            "item_id": [items["item_id"].iat[0]], "stream_id": ["room-1"], "event_type": ["purchase"],
-                            "text": [None], "quantity": [1.0], "price": [9.0]})
-    with bentoml.models.create(pkg.MODEL_NAME, labels={"bench_items": str(len(items))}) as stored:
-        out = Path(stored.path)
-        shutil.copytree(model_dir, out / pkg.MODEL_DIR)
-        save_file({"item_vectors": vectors, "item_base": np.ascontiguousarray(base, np.float32)}, str(out / pkg.INDEX_FILE))
-        items.to_parquet(out / pkg.ITEMS_FILE, index=False)
-        streams.to_parquet(out / pkg.STREAMS_FILE, index=False)
-        streams[["stream_id", "host_id"]].to_parquet(out / pkg.ROOMS_FILE, index=False)
-        history.to_parquet(out / pkg.HISTORY_FILE, index=False)
-        (out / pkg.POPULARITY_FILE).write_text(json.dumps({items["item_id"].iat[0]: 1.0}))
-        (out / pkg.PACKAGE_FILE).write_text(json.dumps({"model_version": f"bench-{len(items)}",
-                                                        "serve": serve_cfg.model_dump(mode="json")}))
-    return Path(bentoml.models.get(stored.tag).path)  # the store folder (stored.path was the staging dir)
+    cfg, ws = open_workspace(params)
+    if reuse:
+        stored = bentoml.models.get(f"{MODEL_NAME}:latest")
+        return {"reused": str(stored.tag)}, stored.path
+    timings = {}
+    t0 = time.perf_counter()
+    batches = simulate(cfg.simulate, cfg.seed, ws.accepted, ws.simulator_truth)
+    t1 = time.perf_counter()
+    result = train(cfg, ws, batches, "scratch", ws.candidates / "bench")
+    entry = register(ws, result.model_dir, parent=None, data_versions={}, params={}, metrics={})
+    promote(ws, entry["version"])
+    t2 = time.perf_counter()
+    tag = save_champion_model(cfg, ws)
+    timings.update(simulate_s=t1 - t0, train_s=t2 - t1, package_s=time.perf_counter() - t2)
+    return timings, bentoml.models.get(tag).path
 
 
-def request_body(i: int, n_items: int) -> dict:
+def request_body(i: int, live: np.ndarray) -> dict:
+    """A new user (never seen, nothing cached) with three recent events on live items."""
     rng = np.random.default_rng(i)
-    events = [{"item_id": f"it{int(j)}", "event_type": "purchase", "quantity": 1}
-              for j in rng.integers(0, n_items, size=2)]
+    picks = live[rng.integers(0, len(live), size=3)]
+    events = [{"item_id": str(picks[0]), "event_type": "purchase", "quantity": 1},
+              {"item_id": str(picks[1]), "event_type": "purchase", "quantity": 1},
+              {"item_id": str(picks[2]), "event_type": "click"}]
     return {"user_id": f"bench-{i}", "k": 10, "recent_events": events}
 
 
@@ -117,7 +111,7 @@ async def post_json(reader, writer, path: str, body: dict) -> tuple[int, bytes]:
     return status, await reader.readexactly(length)
 
 
-async def load(port: int, n_items: int, concurrency: int, requests: int, offset: int) -> dict:
+async def load(port: int, live: np.ndarray, concurrency: int, requests: int, offset: int) -> dict:
     """Closed-loop load: `concurrency` keep-alive clients, `requests` in all; latency per request, errors counted."""
     latencies, errors = [], []
     counter = iter(range(requests))
@@ -126,7 +120,7 @@ async def load(port: int, n_items: int, concurrency: int, requests: int, offset:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             for i in counter:
-                body = request_body(offset + i, n_items)
+                body = request_body(offset + i, live)
                 start = time.perf_counter()
                 try:
                     status, raw = await post_json(reader, writer, "/recommend", body)
@@ -142,15 +136,19 @@ async def load(port: int, n_items: int, concurrency: int, requests: int, offset:
         finally:
             writer.close()
 
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     wall = time.perf_counter() - start
     lat = np.array(latencies) * 1000
     return {"concurrency": concurrency, "requests": requests, "errors": len(errors), "error_kinds": sorted(set(errors))[:5],
-            "req_per_s": requests / wall, "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99))}
+            "req_per_s": requests / wall, "p50_ms": float(np.percentile(lat, 50)),
+            "p99_ms": float(np.percentile(lat, 99)), "load_avg_1min": [load_before, os.getloadavg()[0]]}
 
 
 def free_port() -> int:
+    import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -159,14 +157,15 @@ def free_port() -> int:
 def start_server(root: Path, env: dict, port: int) -> subprocess.Popen:
     import httpx
 
-    log = open(root / f"server-{port}.log", "w")
-    proc = subprocess.Popen([str(BIN / "bentoml"), "serve", "liveloop.serving.service:LiveRecommender", "--host",
-                             "127.0.0.1", "--port", str(port)], cwd=root, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    log_path = root / f"server-{port}.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([str(BIN / "bentoml"), "serve", "liveloop.serving.service:LiveRecommender", "--host",
+                                 "127.0.0.1", "--port", str(port)], cwd=root, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {(root / f'server-{port}.log').read_text()[-2000:]}")
+            raise RuntimeError(f"server exited: {log_path.read_text()[-2000:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
                 return proc
@@ -174,140 +173,131 @@ def start_server(root: Path, env: dict, port: int) -> subprocess.Popen:
             pass
         time.sleep(0.5)
     stop_server(proc)
-    raise RuntimeError(f"server not ready in 300 s: {(root / f'server-{port}.log').read_text()[-2000:]}")
+    raise RuntimeError(f"server not ready in 300 s: {log_path.read_text()[-2000:]}")
 
 
 def stop_server(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, 15)
+    os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
-def raw_ceiling(state, states: list, seconds: float) -> float:
-    """In-process user-tower encode at batch 64 through the serving state's scorer: rows per second."""
+def encode_ceiling(state, bodies: list[dict], seconds: float) -> float:
+    """User-tower encodes in-process at batch 64 (the server's batch cap) on the requests' user states: rows/s."""
+    from liveloop.serving.engine import event_records
+    from liveloop.serving.state import build_profile
+
+    states = [build_profile(event_records(state, b["recent_events"], b["user_id"]), state.host_of, state.index.now,
+                            state.users.window).state for b in bodies]
     scorer = state.scorer()
     scorer.user_vectors(states[:64])
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        scorer.user_vectors(states[done % len(states): done % len(states) + 64] or states[:64])
+        offset = done % (len(states) - 63)
+        scorer.user_vectors(states[offset: offset + 64])
         done += 64
     return done / (time.perf_counter() - start)
 
 
-def server_user_states(state, n: int) -> list:
-    """The exact user states the server builds for the benchmark's requests (build_profile on their events)."""
-    from liveloop.serving.state import build_profile
+def engine_ceiling(state, bodies: list[dict], profile_top: int) -> dict:
+    """engine.recommend in-process, one request after another (no HTTP, no concurrency): req/s, p50/p99, and the
+    top functions of a cProfile of the same calls by cumulative time."""
+    from liveloop.serving.engine import recommend
 
-    states = []
-    for i in range(n):
-        events = [{"user_id": f"bench-{i}", "stream_id": None, "text": None, "price": None, **e, "ts": NOW}
-                  for e in request_body(i, len(state.index.item_ids))["recent_events"]]
-        states.append(build_profile(events, state.host_of, NOW, state.users.window).state)
-    return states
+    async def run(batch):
+        times = []
+        for body in batch:
+            start = time.perf_counter()
+            await recommend(state, body["user_id"], body["k"], recent_events=body["recent_events"])
+            times.append(time.perf_counter() - start)
+        return times
+
+    asyncio.run(run(bodies[:20]))  # warm-up
+    load_before = os.getloadavg()[0]
+    lat = np.array(asyncio.run(run(bodies))) * 1000
+    out = {"req_per_s": len(lat) / (lat.sum() / 1000), "p50_ms": float(np.percentile(lat, 50)),
+           "p99_ms": float(np.percentile(lat, 99)), "load_avg_1min": [load_before, os.getloadavg()[0]]}
+    profiler = cProfile.Profile()
+    profiler.enable()
+    asyncio.run(run(bodies))
+    profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(profile_top)
+    out["profile"] = text.getvalue()
+    return out
 
 
-def user_text(items: pd.DataFrame, i: int) -> str:
-    """A user side for the cross-encoder: the titles of the request's purchases."""
-    titles = dict(zip(items["item_id"], items["title"]))
-    return "bought: " + "; ".join(titles[e["item_id"]] for e in request_body(i, len(items))["recent_events"])
-
-
-def cross_encoder(model, user_text: str, item_texts: list[str], batch_size: int = 128) -> float:
-    """Seconds for the transformer over every (user, candidate) pair given: a cross-encoder request."""
-    import torch
-
-    from liveloop.model.vectors import MAX_TOKENS
-
-    encoder, tokenizer = model.encoder._model, model.encoder._tokenizer  # the frozen text encoder as a cross-encoder
-    encoder.eval()
-    start = time.perf_counter()
-    with torch.inference_mode():
-        for i in range(0, len(item_texts), batch_size):
-            chunk = item_texts[i:i + batch_size]
-            batch = tokenizer([user_text] * len(chunk), chunk, padding=True, truncation=True,
-                              max_length=2 * MAX_TOKENS, return_tensors="pt")
-            encoder(**batch)
-    return time.perf_counter() - start
+def median_of(runs: list[dict]) -> dict:
+    return {key: float(np.median([r[key] for r in runs])) for key in ("req_per_s", "p50_ms", "p99_ms")}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000], help="live items per run")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64], help="client concurrency levels")
-    parser.add_argument("--requests", type=int, default=600, help="requests per concurrency level (c=1 uses a third)")
-    parser.add_argument("--error-requests", type=int, default=10_000, help="requests at c=32 on the 10k catalog (0 = skip)")
+    parser.add_argument("--items", type=int, default=10_000, help="live items wanted at the serve clock")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16], help="client concurrency levels")
+    parser.add_argument("--requests", type=int, default=600, help="requests per level and repeat (c=1 uses a third)")
+    parser.add_argument("--repeats", type=int, default=2, help="measurements of each level (medians reported)")
+    parser.add_argument("--profile-top", type=int, default=25, help="functions listed from the in-process profile")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="workspace folder to keep (default: tmp, removed); one that holds a package is reused")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup below: servers stopped, tmp removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup below: server stopped, tmp removed
 
-    from liveloop.config import load_config
-    from liveloop.model.recommender import Recommender
-    from liveloop.model.text import item_texts
-    from liveloop.serving.engine import load_state
-
-    root = Path(tempfile.mkdtemp(prefix="liveloop-serve-bench-"))
-    cfg = load_config(REPO / "params.yaml")
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["paths"] = {"root": str(root), "state": str(root / ".liveloop")}
-    raw["serve"]["now"] = "latest"
-    (root / "params.yaml").write_text(yaml.safe_dump(raw))
-    env = {**os.environ, "BENTOML_HOME": str(root / "bentoml"), "LIVELOOP_PARAMS": str(root / "params.yaml"),
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "BENTOML_DO_NOT_TRACK": "true",
-           "TOKENIZERS_PARALLELISM": "false"}
-    os.environ.update({k: env[k] for k in ("BENTOML_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")})
-    results: dict = {"cpus": os.cpu_count(), "load_avg_start": os.getloadavg(), "runs": [],
-                     "torch_threads": cfg.serve.torch_threads}
-    if cfg.serve.torch_threads:  # the in-process ceiling uses the server's thread setting
-        import torch
-
-        torch.set_num_threads(cfg.serve.torch_threads)
+    root = args.keep or Path(tempfile.mkdtemp(prefix="liveloop-serve-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    reuse = (root / "params.yaml").exists()
+    params = root / "params.yaml" if reuse else world_params(root, args.items)
+    results: dict = {"cpus": os.cpu_count(), "load_avg_start": os.getloadavg(), "items_wanted": args.items}
+    proc = None
     try:
-        model = Recommender.from_config(cfg.model, seed=0)
-        model.save(root / "model")
-        base = base_items()
-        texts = list(item_texts(base).values())
-        t0 = time.perf_counter()
-        text_vectors = model.base_vectors(texts)
-        base_vectors = model.item_vectors(text_vectors)
-        results["item_encode_per_s"] = len(texts) / (time.perf_counter() - t0)
-        # 1k pairs cost about a minute on a shared 2-core box: time CROSS_PAIRS and scale linearly (batches of 128)
-        results["cross_encoder_s_per_request_1k"] = (
-            cross_encoder(model, user_text(catalog(base, base_vectors, text_vectors, BASE_ITEMS)[0], 0),
-                          texts[:CROSS_PAIRS]) * BASE_ITEMS / CROSS_PAIRS)
-        print(json.dumps({k: v for k, v in results.items() if k != "runs"}), flush=True)
+        from liveloop.config import load_config
+        from liveloop.serving.engine import load_state
 
-        for n in args.sizes:
-            items, vectors, item_base = catalog(base, base_vectors, text_vectors, n)
-            stored = save_package(root / "model", items, vectors, item_base, cfg.serve)
-            # the ceiling right before the load runs, so both see about the same CPU contention
-            state = load_state(stored, f"bench-{n}", cfg.serve, device="cpu")
-            try:
-                ceiling = raw_ceiling(state, server_user_states(state, 256), seconds=8)
-            finally:
-                state.batcher.close()
-            results["runs"].append({"items": n, "raw_ceiling_rows_per_s": ceiling})
-            print(json.dumps(results["runs"][-1]), flush=True)
-            port = free_port()
-            proc = start_server(root, env, port)
-            try:
-                for c in args.concurrency:
-                    count = args.requests // 3 if c == 1 else args.requests
-                    asyncio.run(load(port, n, c, min(32, count), offset=10**8))  # warm-up
-                    run = {"items": n, **asyncio.run(load(port, n, c, count, offset=n * 1000 + c * 10**6))}
-                    results["runs"].append(run)
-                    print(json.dumps(run), flush=True)
-                if n == 10_000 and args.error_requests:
-                    run = {"items": n, "error_run": True,
-                           **asyncio.run(load(port, n, 32, args.error_requests, offset=5 * 10**7))}
-                    results["runs"].append(run)
-                    print(json.dumps(run), flush=True)
-            finally:
-                stop_server(proc)
+        cfg = load_config(params)
+        if cfg.serve.torch_threads:  # everything here uses the server's thread setting (2 threads crawl on a busy box)
+            import torch
+
+            torch.set_num_threads(cfg.serve.torch_threads)
+        timings, model_path = build_package(params, reuse)  # also exports BENTOML_HOME etc. (open_workspace)
+        results["build"] = timings
+        env = {**os.environ, "LIVELOOP_PARAMS": str(params)}
+        state = load_state(model_path, "bench", cfg.serve, device="cpu")
+        live = state.index.item_ids[state.index.available]
+        ranker = state.model.ranker
+        results.update(live_items=int(len(live)), catalogue_items=int(len(state.index.item_ids)),
+                       ranker=bool(ranker is not None and ranker.ranks), torch_threads=cfg.serve.torch_threads)
+        print(json.dumps(results), flush=True)
+        try:
+            bodies = [request_body(10**9 + i, live) for i in range(max(200, args.requests // 3))]
+            results["encode_ceiling_rows_per_s"] = encode_ceiling(state, bodies, seconds=8)
+            results["engine_in_process"] = engine_ceiling(state, bodies, args.profile_top)
+        finally:
+            state.batcher.close()
+        print(json.dumps({k: v for k, v in results.items() if k != "engine_in_process"}), flush=True)
+        print(json.dumps({k: v for k, v in results["engine_in_process"].items() if k != "profile"}), flush=True)
+        print(results["engine_in_process"]["profile"], flush=True)
+
+        port = free_port()
+        proc = start_server(root, env, port)
+        results["http"] = {}
+        for c in args.concurrency:
+            count = args.requests // 3 if c == 1 else args.requests
+            asyncio.run(load(port, live, c, min(32, count), offset=10**8))  # warm-up
+            runs = []
+            for r in range(args.repeats):
+                runs.append(asyncio.run(load(port, live, c, count, offset=(r + 1) * 10**7 + c * 10**5)))
+                print(json.dumps(runs[-1]), flush=True)
+            results["http"][f"c{c}"] = {"median": median_of(runs), "runs": runs}
+            print(json.dumps({f"c{c}_median": results["http"][f"c{c}"]["median"]}), flush=True)
     finally:
+        if proc is not None:
+            stop_server(proc)
         results["load_avg_end"] = os.getloadavg()
-        shutil.rmtree(root, ignore_errors=True)
+        if args.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
 
