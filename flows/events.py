@@ -32,9 +32,9 @@ def drift_resource(source: str, batch_dir: Path) -> dict[str, str]:
 
 def emit_drift(source: str, batch_dir: str | Path, verdict: dict):
     """Emit DRIFT_EVENT for `batch_dir` from the flow `source`; returns the event (None where events are off).
-    The payload is what the verdict says (reasons, signals, report) plus the batch folder the retrain takes."""
+    The payload is the verdict (drift, reasons, signals, report) plus the batch folder the retrain takes."""
     batch_dir = Path(batch_dir).resolve()
-    payload = {"batch_dir": str(batch_dir), "day": batch_dir.name, "source": source,
+    payload = {"batch_dir": str(batch_dir), "day": batch_dir.name, "source": source, "drift": True,
                "reasons": list(verdict.get("reasons") or []), "report_html": verdict.get("report_html"),
                "signals": json.loads(json.dumps(verdict.get("signals") or {}, default=_plain))}
     return emit_event(DRIFT_EVENT, resource=drift_resource(source, batch_dir), payload=payload)
@@ -46,9 +46,9 @@ def _plain(value):
 
 
 def retrain_trigger(params: str) -> DeploymentEventTrigger:
-    """Run the deployment once per monitor_drift drift event, on that event's batch."""
+    """Run the deployment once per monitor_drift drift event, on that event's batch and verdict."""
     return DeploymentEventTrigger(
         name="retrain on drift", description=f"{DRIFT_EVENT} from {RETRAIN_SOURCE} -> retrain on that batch",
         expect={DRIFT_EVENT}, match={"prefect.resource.id": batch_resource_id("*"), SOURCE_LABEL: RETRAIN_SOURCE},
         for_each={"prefect.resource.id"}, threshold=1,
-        parameters={"batch_dir": "{{ event.payload.batch_dir }}", "params": params})
+        parameters={"batch_dir": "{{ event.payload.batch_dir }}", "drift": "{{ event.payload }}", "params": params})

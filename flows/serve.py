@@ -75,8 +75,8 @@ def serve(params: str) -> None:
         runner.add_flow(flow_obj, **settings)
     try:
         asyncio.run(runner.start())
-    except (KeyboardInterrupt, TerminationSignal):
-        pass
+    except (KeyboardInterrupt, TerminationSignal):  # Ctrl-C or SIGTERM: how `make ui` stops; schedules are paused
+        print("liveloop deployments stopped")
 
 
 def main() -> None:

@@ -344,12 +344,13 @@ def record(cfg: Config, ws: Workspace, summary: dict, batch_path: Path, referenc
 
 
 def run_batch(cfg: Config, ws: Workspace, batch_dir: Path, steps=None, force_train: bool = False,
-              accepted: bool = False) -> dict:
+              accepted: bool = False, drift: DriftVerdict | None = None) -> dict:
     """Take one batch through the loop; returns the batch summary (JSON-able): batch/day, validation, drift with
     reasons and signals, train_reasons, candidate and champion metrics, the gate's decision with its intervals, the
     data and model versions, the champion before and after, and status (quarantined | no-retrain | promoted |
     rejected). The champion changes only on promotion. `accepted`: the batch passed the gate earlier and is
-    already in data/accepted (retrain_batch), so it is not validated again."""
+    already in data/accepted (retrain_batch), so it is not validated again; `drift`: a verdict already found for it
+    (the drift event's), so it is not checked again."""
     from liveloop import registry
     from liveloop.data.batches import list_batches
 
@@ -368,7 +369,8 @@ def run_batch(cfg: Config, ws: Workspace, batch_dir: Path, steps=None, force_tra
     summary["versions"] = {"data": {day: data_version}}
     history = [p for p in list_batches(ws.accepted) if p.name < day]
     reference = reference_window(history, cfg.loop.reference_window)
-    drift = steps.drift(reference, gate.path) if reference else DriftVerdict.no_reference()
+    if drift is None:
+        drift = steps.drift(reference, gate.path) if reference else DriftVerdict.no_reference()
     summary["drift"] = drift.drift
     summary["drift_reasons"] = drift.reasons
     summary["drift_signals"] = drift.signals
@@ -416,11 +418,12 @@ def run_batch(cfg: Config, ws: Workspace, batch_dir: Path, steps=None, force_tra
                    gate.path, len(reference))
 
 
-def retrain_batch(cfg: Config, ws: Workspace, batch_dir: Path, steps=None) -> dict:
+def retrain_batch(cfg: Config, ws: Workspace, batch_dir: Path, steps=None, drift: DriftVerdict | None = None) -> dict:
     """Update the model on a batch accepted earlier because drift was found in it since (monitor_drift's event runs
     flows/retrain.py; `liveloop loop --retrain`): run_batch from the data version on, forced. A batch some registered
     candidate was already trained on is left alone (status already-retrained): the loop's own update or an earlier
-    event covered it and the gate has decided on that candidate (monitor_drift re-finds the same drift every hour)."""
+    event covered it and the gate has decided on that candidate (monitor_drift re-finds the same drift every hour).
+    `drift`: the verdict that asked for the retrain (recorded and planned on instead of a second check)."""
     from liveloop import registry
     from liveloop.validation import BatchInputError
 
@@ -433,7 +436,7 @@ def retrain_batch(cfg: Config, ws: Workspace, batch_dir: Path, steps=None) -> di
         log.info("batch %s: candidate %s was already trained on it; not retraining", day, trained[-1])
         return {"batch": day, "day": day, "status": "already-retrained", "candidate": trained[-1],
                 "champion_after": registry.champion_version(ws)}
-    return run_batch(cfg, ws, batch_dir, steps, force_train=True, accepted=True)
+    return run_batch(cfg, ws, batch_dir, steps, force_train=True, accepted=True, drift=drift)
 
 # -------------------------------------------------------------------------------------------------- reporting
 def _fmt(value) -> str:

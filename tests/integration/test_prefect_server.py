@@ -1,6 +1,6 @@
 """Against a real `prefect server` on 127.0.0.1: register the deployments, trigger live_loop, see it complete
 with its artifacts; then monitor-drift's drift event makes the retrain-on-drift automation retrain on that batch
-(once: not while the loop runs, not twice, not on live_loop's own drift events)."""
+(not while the loop runs, not on live_loop's own drift events)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from liveloop.workspace import open_workspace
+from tests.integration.conftest import write_params
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -46,9 +47,12 @@ def test_served_deployment_completes_with_artifacts(tiny_workspace: Path, tmp_pa
     from liveloop.data.simulator import simulate
     from liveloop.validation import gate_batch
 
+    # schedules that do not fire during the test: a cron run of monitor-drift would add drift events of its own
+    yearly = "0 0 1 1 *"
+    write_params(tiny_workspace.parent, loop={"cron": yearly, "monitor_cron": yearly, "feedback_cron": yearly})
     cfg, ws = open_workspace(tiny_workspace)
     cfg.simulate.days = 2
-    first, second = simulate(cfg.simulate, cfg.seed, ws.incoming, ws.simulator_truth)
+    second = simulate(cfg.simulate, cfg.seed, ws.incoming, ws.simulator_truth)[1]
     # day two passes the gate but is never trained on: the batch a drift event should retrain on
     assert gate_batch(second, ws.accepted, ws.quarantine, cfg.validation).accepted
 
@@ -117,10 +121,10 @@ def test_served_deployment_completes_with_artifacts(tiny_workspace: Path, tmp_pa
 
 
 def _retrain_on_drift(ws, batch: Path, serve_log: Path) -> None:
-    """monitor_drift's drift event for `batch` (emitted here with the flows' own helper: the drift check itself is
-    tests/integration/test_drift.py) makes the automation run retrain-on-drift with that batch: skipped while a
-    live_loop run is in flight, a real retrain once the loop is idle, no second retrain for the same batch; live_loop's
-    own drift events start nothing."""
+    """Drift events for `batch` (sent with the flows' own helper, as monitor_drift sends them; the drift check is
+    tests/integration/test_drift.py) make the automation run retrain-on-drift with the batch and the event's verdict:
+    left to the loop while a live_loop run is in flight, a real retrain once it is idle; live_loop's own drift events
+    start nothing. (No second retrain of a trained-on batch: tests/unit/test_retrain.py.)"""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
     from prefect.client.schemas.sorting import FlowRunSort
@@ -132,6 +136,10 @@ def _retrain_on_drift(ws, batch: Path, serve_log: Path) -> None:
     from liveloop import registry
 
     batch = batch.resolve()
+
+    def emit(source: str, reason: str) -> None:
+        emit_drift(source, batch, {"reasons": [reason], "signals": {"drifted_share": 0.5}})
+        EventsWorker.drain_all()  # sent now (a worker is per process and would otherwise send in the background)
 
     def trained_on_batch() -> list[str]:
         return [e["version"] for e in registry.load_registry(ws) if batch.name in e["data_versions"]]
@@ -147,36 +155,29 @@ def _retrain_on_drift(ws, batch: Path, serve_log: Path) -> None:
             state = client.read_flow_run(run_id).state
             return state if state and state.is_final() else None
 
-        def nth_retrain(n: int):
-            """Wait for the n-th retrain-on-drift run to finish and check it completed with the batch."""
-            runs = _wait(lambda: (lambda rs: rs if len(rs) >= n else None)(retrain_runs()), 120,
-                         f"retrain-on-drift run #{n} from the automation")
-            run = runs[n - 1]
-            assert run.parameters == {"batch_dir": str(batch), "params": str(ws.root.resolve() / "params.yaml")}, run
+        def nth_retrain(n: int, reason: str) -> None:
+            """Wait for the n-th retrain-on-drift run: the event's batch and verdict, completed."""
+            run = _wait(lambda: (lambda rs: rs[n - 1] if len(rs) >= n else None)(retrain_runs()), 120,
+                        f"retrain-on-drift run #{n} from the automation")
+            assert run.parameters["batch_dir"] == str(batch), run.parameters
+            assert run.parameters["params"] == str(ws.root.resolve() / "params.yaml"), run.parameters
+            assert run.parameters["drift"]["reasons"] == [reason], run.parameters
             state = _wait(lambda: finished(run.id), 300, f"retrain-on-drift run #{n} to finish")
             assert state.is_completed(), f"{state.name}: {state.message}\n{serve_log.read_text()[-3000:]}"
 
-        # 1. the event while a live_loop run is in flight
+        EventsWorker.drain_all()  # a worker left by an earlier test in this process would send to that test's API
+        # 1. while a live_loop run is in flight: live_loop's event starts nothing, monitor_drift's is left to the loop
         in_flight = client.create_flow_run(live_loop, name="loop-in-flight", state=Running())
-        EventsWorker.drain_all()  # a worker left by an earlier test would send to that test's API
-        emit_drift("monitor_drift", batch, {"reasons": ["event_type drifted"], "signals": {"share": 0.5}})
-        EventsWorker.drain_all()
-        nth_retrain(1)
+        emit("live_loop", "the loop retrains on its own drift")
+        emit("monitor_drift", "event_type drifted (first)")
+        nth_retrain(1, "event_type drifted (first)")  # events are handled in order: a run from the first would be #1
         assert trained_on_batch() == [], "a retrain started while live_loop was in flight"
 
-        # 2. with the loop idle the same event retrains on the batch: a candidate trained on it is registered
+        # 2. with the loop idle the event retrains on the batch, planned on the event's verdict
         client.set_flow_run_state(in_flight.id, Completed(), force=True)
-        emit_drift("monitor_drift", batch, {"reasons": ["sent again by the test"]})
-        EventsWorker.drain_all()
-        nth_retrain(2)
-        versions = trained_on_batch()
-        assert len(versions) == 1, versions
+        emit("monitor_drift", "event_type drifted (again)")
+        nth_retrain(2, "event_type drifted (again)")
+        assert len(trained_on_batch()) == 1 and len(retrain_runs()) == 2, (trained_on_batch(), retrain_runs())
         summary = json.loads((ws.reports / "loop" / f"{batch.name}.json").read_text())
-        assert summary["status"] in ("promoted", "rejected") and "forced" in summary["train_reasons"], summary
-
-        # 3. live_loop's drift events start nothing; another monitor event for the batch retrains nothing
-        emit_drift("live_loop", batch, {"reasons": ["the loop retrains on its own drift"]})
-        emit_drift("monitor_drift", batch, {"reasons": ["sent a third time by the test"]})
-        EventsWorker.drain_all()
-        nth_retrain(3)  # events are handled in order: a run from the live_loop event would be #3 and this one #4
-        assert len(retrain_runs()) == 3 and trained_on_batch() == versions, (retrain_runs(), trained_on_batch())
+        assert summary["status"] in ("promoted", "rejected"), summary
+        assert "drift: event_type drifted (again)" in summary["train_reasons"], summary["train_reasons"]

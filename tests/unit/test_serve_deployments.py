@@ -44,7 +44,8 @@ def test_retrain_on_drift_is_triggered_by_monitor_drift_events_only(served):
     flow_obj, settings = by_name["retrain-on-drift"]
     (trigger,) = flow_obj.to_deployment(**settings).triggers
     assert trigger.expect == {DRIFT_EVENT}
-    assert trigger.parameters == {"batch_dir": "{{ event.payload.batch_dir }}", "params": str(Path(params).resolve())}
+    assert trigger.parameters == {"batch_dir": "{{ event.payload.batch_dir }}", "drift": "{{ event.payload }}",
+                                  "params": str(Path(params).resolve())}
     batch = Path("/data/accepted/2026-11-30")
     assert trigger.match.matches(Resource.model_validate(drift_resource("monitor_drift", batch)))
     for other in ("live_loop", "retrain_on_drift"):  # these flows retrain in the same run that found the drift
