@@ -19,10 +19,10 @@ app = typer.Typer(help="liveloop: continuously learning recommender for live-str
 PARAMS = typer.Option(Path("params.yaml"), "--params", "-p", help="params.yaml to read.")
 
 
-def _setup(params: Path) -> tuple[Config, Workspace]:
+def _setup(params: Path, overrides: dict | None = None) -> tuple[Config, Workspace]:
     """Load config (clear error on a bad value) and point every tool's state inside the workspace."""
     try:
-        return open_workspace(params)
+        return open_workspace(params, overrides)
     except ConfigError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2)
@@ -317,23 +317,36 @@ def loop_cmd(
     force_train: bool = typer.Option(False, "--force-train", help="Update the model even without drift or schedule."),
     retrain: bool = typer.Option(False, "--retrain", help="BATCH_DIR is already in data/accepted: update the model on "
                                  "it unless a candidate was trained on it (what a drift event triggers)."),
+    root: Optional[Path] = typer.Option(
+        None, "--root", help="Workspace root instead of paths.root (tool state inside it); dvc.yaml gives each day its own."
+    ),
+    dvc_add: bool = typer.Option(
+        True, "--dvc-add/--no-dvc-add",
+        help="`dvc add` + push the accepted batch and a promoted model, or only record their md5 (inside `dvc repro`).",
+    ),
+    package: Optional[bool] = typer.Option(
+        None, "--package/--no-package", help="Package a promoted champion for BentoML; default: loop.package."
+    ),
     params: Path = PARAMS,
 ) -> None:
     """One batch through the whole loop without Prefect: validate, version, drift, update, evaluate, gate, commit.
     Prints the batch summary as JSON (also in reports/loop/<day>.json)."""
     import json
 
-    from liveloop.loop import LoopError, retrain_batch, run_batch
+    from liveloop.loop import LocalSteps, LoopError, retrain_batch, run_batch
     from liveloop.monitoring import DriftInputError
     from liveloop.serving.package import PackagingError
     from liveloop.training.examples import TrainDataError
     from liveloop.validation import BatchInputError
     from liveloop.versioning import VersioningError
 
-    cfg, ws = _setup(params)
+    overrides = {"paths.root": None if root is None else str(root.resolve()), "loop.package": package}
+    cfg, ws = _setup(params, {k: v for k, v in overrides.items() if v is not None})
     _log_progress()
+    steps = LocalSteps(cfg, ws, dvc_add=dvc_add)
     try:
-        summary = retrain_batch(cfg, ws, batch_dir) if retrain else run_batch(cfg, ws, batch_dir, force_train=force_train)
+        summary = (retrain_batch(cfg, ws, batch_dir, steps) if retrain
+                   else run_batch(cfg, ws, batch_dir, steps, force_train=force_train))
     except BatchInputError as exc:
         _fail(str(exc), code=2)
     except (LoopError, DriftInputError, PackagingError, TrainDataError, VersioningError, *_evaluation_errors()) as exc:

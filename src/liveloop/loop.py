@@ -226,9 +226,11 @@ def run_evaluation(cfg: Config, ws: Workspace, job: EvalJob) -> dict:
                           out_md=out.with_suffix(".md"), baselines=job.baselines)
 
 
-def commit(cfg: Config, ws: Workspace, decision: Decision, flow_run_id: str | None = None) -> CommitResult:
-    """Register the candidate with its lineage, promote or reject it, and on promotion version the model with DVC and
-    package it. Safe to retry: registering the same candidate again returns the existing version."""
+def commit(cfg: Config, ws: Workspace, decision: Decision, flow_run_id: str | None = None,
+           dvc_add: bool = True) -> CommitResult:
+    """Register the candidate with its lineage, promote or reject it, and on promotion version the model with DVC
+    (`dvc add` + push, or only its md5 without dvc_add) and package it. Safe to retry: registering the same candidate
+    again returns the existing version."""
     from liveloop import registry
 
     entry = registry.register(ws, decision.model_dir, parent=decision.parent, data_versions=decision.data_versions,
@@ -238,10 +240,10 @@ def commit(cfg: Config, ws: Workspace, decision: Decision, flow_run_id: str | No
     if not decision.promote:
         registry.reject(ws, version, decision.reasons)
         return CommitResult(version, registry.champion_version(ws))
-    from liveloop.versioning import track
+    from liveloop.versioning import version_of
 
     registry.promote(ws, version, decision.reasons)
-    model_md5 = track(ws, ws.versions / version)
+    model_md5 = version_of(ws, ws.versions / version, dvc_add)
     bento = None
     if cfg.loop.package:
         from liveloop.serving import package_champion
@@ -252,10 +254,11 @@ def commit(cfg: Config, ws: Workspace, decision: Decision, flow_run_id: str | No
 
 # ------------------------------------------------------------------------------------------------ the sequence
 class LocalSteps:
-    """The loop's side effects called directly: what `liveloop loop` runs. Flows override these with Prefect tasks."""
+    """The loop's side effects called directly: what `liveloop loop` runs. Flows override these with Prefect tasks.
+    dvc_add False records data and model versions as md5s without `dvc add` (the loop inside `dvc repro`)."""
 
-    def __init__(self, cfg: Config, ws: Workspace):
-        self.cfg, self.ws = cfg, ws
+    def __init__(self, cfg: Config, ws: Workspace, dvc_add: bool = True):
+        self.cfg, self.ws, self.dvc_add = cfg, ws, dvc_add
 
     def validate(self, batch_dir: Path) -> GateResult:
         from liveloop.validation import gate_batch
@@ -264,9 +267,9 @@ class LocalSteps:
         return GateResult(result.accepted, Path(result.dest), list(result.report.failures))
 
     def version(self, path: Path) -> str:
-        from liveloop.versioning import track
+        from liveloop.versioning import version_of
 
-        return track(self.ws, Path(path))
+        return version_of(self.ws, Path(path), self.dvc_add)
 
     def drift(self, reference: list[Path], current: Path) -> DriftVerdict:
         from liveloop.monitoring import check_drift
@@ -296,7 +299,7 @@ class LocalSteps:
         return {job.key: run_evaluation(self.cfg, self.ws, job) for job in jobs}
 
     def commit(self, decision: Decision) -> CommitResult:
-        return commit(self.cfg, self.ws, decision)
+        return commit(self.cfg, self.ws, decision, dvc_add=self.dvc_add)
 
     def publish(self, summary: dict) -> None:
         """reports/loop/<day>.json and .md: the batch summary (the Prefect steps also make it an artifact)."""

@@ -51,6 +51,26 @@ def track(ws: Workspace, path: Path, push: bool = True) -> str:
     return data_version(dvc_file)
 
 
+def content_version(path: Path) -> str:
+    """The md5 `dvc add` would record for `path` (DVC's own hashing, dvc_data), without adding or pushing it: what
+    the loop records inside `dvc repro`, whose dvc.lock versions the stage's outputs (a `dvc add` there would nest
+    a second DVC repo in the stage's output)."""
+    from dvc_data.hashfile.build import build
+    from dvc_data.hashfile.db import HashFileDB
+    from dvc_objects.fs.local import LocalFileSystem
+    from dvc_objects.fs.memory import MemoryFileSystem
+
+    fs = LocalFileSystem()
+    _, _, obj = build(HashFileDB(MemoryFileSystem(), "/staging"), fs.abspath(str(path)), fs, "md5", dry_run=True)
+    return obj.hash_info.value
+
+
+def version_of(ws: Workspace, path: Path, dvc_add: bool = True) -> str:
+    """The data version the loop records for `path`: `dvc add` and push it (track), or, with dvc_add False, only
+    its md5 (content_version)."""
+    return track(ws, path) if dvc_add else content_version(path)
+
+
 def data_version(dvc_file: Path) -> str:
     """The md5 DVC recorded for a tracked path."""
     meta = yaml.safe_load(Path(dvc_file).read_text())

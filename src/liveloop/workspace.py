@@ -113,11 +113,12 @@ class Workspace:
             Path(os.environ[home]).mkdir(parents=True, exist_ok=True)
 
 
-def open_workspace(params_path: str | Path = "params.yaml"):
-    """Load params.yaml and return (config, workspace) with tool state pointed inside the workspace."""
+def open_workspace(params_path: str | Path = "params.yaml", overrides: dict | None = None):
+    """Load params.yaml (plus dotted `overrides`, see load_config) and return (config, workspace) with tool state
+    pointed inside the workspace."""
     from liveloop.config import load_config
 
-    cfg = load_config(params_path)
+    cfg = load_config(params_path, overrides)
     ws = Workspace.from_config(cfg)
     ws.apply_env()
     return cfg, ws
