@@ -41,8 +41,8 @@ def emit_drift(source: str, batch_dir: str | Path, verdict: dict):
 
 
 def _plain(value):
-    """numpy scalars as Python numbers, anything else JSON cannot hold as its text (the payload is JSON)."""
-    return value.item() if hasattr(value, "item") else str(value)
+    """numpy scalars and arrays as Python numbers and lists, anything else JSON cannot hold as its text."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 def retrain_trigger(params: str) -> DeploymentEventTrigger:

@@ -54,4 +54,5 @@ def test_retrain_on_drift_is_triggered_by_monitor_drift_events_only(served):
 
 def test_drift_signals_become_json_numbers():
     assert _plain(np.float32(0.25)) == 0.25 and isinstance(_plain(np.int64(3)), int)
+    assert _plain(np.array([0.5, 1.0])) == [0.5, 1.0]
     assert _plain(Path("/x")) == "/x"
