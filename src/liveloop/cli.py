@@ -63,16 +63,17 @@ def models(params: Path = PARAMS) -> None:
     """List every registered model version with its status, parent and headline metric."""
     from liveloop.registry import champion_version, load_registry
 
-    _, ws = _setup(params)
+    cfg, ws = _setup(params)
+    metric = cfg.evaluate.ndcg_metric
     current = champion_version(ws)
     entries = load_registry(ws)
     if not entries:
         typer.echo("no models registered yet")
     for e in entries:
-        ndcg = ((e.get("metrics") or {}).get("candidate") or {}).get("new", {}).get("ndcg@10")
+        ndcg = ((e.get("metrics") or {}).get("candidate") or {}).get("new", {}).get(metric)
         mark = "*" if e["version"] == current else " "
         typer.echo(f"{mark} {e['version']}  {e['status']:<9}  parent={e['parent'] or '-':<6} "
-                   f"ndcg@10={'-' if ndcg is None else f'{ndcg:.4f}'}  created={e['created']}  "
+                   f"{metric}={'-' if ndcg is None else f'{ndcg:.4f}'}  created={e['created']}  "
                    f"{'; '.join(e.get('decision') or [])}")
 
 

@@ -110,3 +110,21 @@ def test_evaluation_reports_every_name_the_config_lists_and_compares_on_the_head
     assert headline == set(cfg.metric_names())
     assert np.mean(per_user[MODEL]) == pytest.approx(metrics[cfg.ndcg_metric])
     assert compare_to_baselines(result, per_user, cfg, seed=0)["metric"] == "ndcg@2"
+
+
+def test_models_listing_shows_the_headline_metric_of_evaluate_ks(params_file: Path):
+    from liveloop import registry
+    from liveloop.workspace import Workspace
+
+    raw = yaml.safe_load(params_file.read_text())
+    raw["evaluate"]["ks"], raw["promotion"]["metrics"] = [5, 20], ["ndcg@5"]
+    params_file.write_text(yaml.safe_dump(raw))
+    model = params_file.parent / "cand"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"weights")
+    (model / "config.json").write_text("{}")
+    ws = Workspace.from_config(load_config(params_file))
+    registry.register(ws, model, parent=None, data_versions={}, params={},
+                      metrics={"candidate": {"new": {"ndcg@5": 0.25, "ndcg@10": 0.5}}})
+    result = CliRunner().invoke(app, ["models", "--params", str(params_file)])
+    assert result.exit_code == 0 and "ndcg@5=0.2500" in result.stdout and "ndcg@10" not in result.stdout
