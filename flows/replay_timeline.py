@@ -44,18 +44,19 @@ def replay_timeline(params: str = "params.yaml", days: int | None = None, scenar
         else:
             logger.error("batch %s failed: %s; champion unchanged, going on", batch.name, state.message)
             results.append({"batch": batch.name, "status": "failed", "error": state.message})
-    table = summary_table(results)
+    table = summary_table(results, cfg.evaluate.ndcg_metric)
     create_markdown_artifact(markdown=table, key="timeline-summary", description="liveloop replay_timeline")
     print("\n" + table)
     return results
 
 
-def summary_table(results: list[dict]) -> str:
-    rows = ["| batch | status | drift | candidate | NDCG@10 cand | NDCG@10 champ | champion after |",
+def summary_table(results: list[dict], metric: str) -> str:
+    """One row per batch with the candidate's and champion's `metric` (evaluate.ndcg_metric, the gate's)."""
+    rows = [f"| batch | status | drift | candidate | {metric} cand | {metric} champ | champion after |",
             "|---|---|---|---|---|---|---|"]
     for r in results:
-        cand = (r.get("candidate_metrics") or {}).get("ndcg@10")
-        champ = (r.get("champion_metrics") or {}).get("ndcg@10")
+        cand = (r.get("candidate_metrics") or {}).get(metric)
+        champ = (r.get("champion_metrics") or {}).get(metric)
         rows.append(f"| {r.get('batch')} | {r.get('status')} | {r.get('drift', '-')} | {r.get('candidate', '-')} "
                     f"| {'-' if cand is None else f'{cand:.4f}'} | {'-' if champ is None else f'{champ:.4f}'} "
                     f"| {r.get('champion_after', '-')} |")

@@ -128,3 +128,11 @@ def test_models_listing_shows_the_headline_metric_of_evaluate_ks(params_file: Pa
                       metrics={"candidate": {"new": {"ndcg@5": 0.25, "ndcg@10": 0.5}}})
     result = CliRunner().invoke(app, ["models", "--params", str(params_file)])
     assert result.exit_code == 0 and "ndcg@5=0.2500" in result.stdout and "ndcg@10" not in result.stdout
+
+
+def test_make_run_summary_reads_the_headline_metric():
+    from flows.replay_timeline import summary_table
+
+    table = summary_table([{"batch": "2026-01-05", "status": "promoted", "candidate_metrics": {"ndcg@5": 0.25},
+                            "champion_metrics": {"ndcg@5": 0.2, "ndcg@10": 0.9}}], "ndcg@5")
+    assert "| ndcg@5 cand | ndcg@5 champ |" in table and "| 0.2500 | 0.2000 |" in table
