@@ -190,7 +190,7 @@ async def recommend(state: ServingState, user_id: str, k: int, stream_id: str | 
         return {"user_id": user_id, "cold_start": True, "model_version": state.version,
                 "items": popular(state, index, k, within)}
     profile, vector = await user_profile(state, user_id, recent)
-    items = rank(state, index, profile, vector, k, within)  # inline: ~4-8 ms at 10k live items on a loaded 2-core box (bench/serve.py), no thread hop
+    items = rank(state, index, profile, vector, k, within)  # inline: ~4-8 ms at 10k live items (bench/serve.py)
     return {"user_id": user_id, "cold_start": not state.users.known(user_id), "model_version": state.version,
             "items": items}
 
