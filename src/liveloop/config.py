@@ -198,6 +198,11 @@ class EvaluateConfig(_Section):
         and performance drift tracks the champion's; every reader takes it from here, so they cannot diverge."""
         return f"ndcg@{self.ndcg_k}"
 
+    def report_metrics(self) -> list[str]:
+        """The columns of the loop's reports (batch table, markdown, metrics/loop.csv, dashboard): the headline, its HR,
+        the recall at the largest cut-off, CTR AUC."""
+        return [self.ndcg_metric, f"hr@{self.ndcg_k}", f"recall@{max(self.ks)}", "auc"]
+
     def metric_names(self) -> list[str]:
         """The metrics every evaluated model reports (liveloop.evaluation.evaluate), for checking names in params."""
         at_k = [f"{name}@{k}" for k in self.ks for name in ("hr", "recall", "ndcg")]

@@ -317,6 +317,19 @@ def _finish(steps, summary: dict, status: str, champion_after: str | None, cfg: 
     return summary
 
 
+def daily_row(summary: dict) -> dict:
+    """The batch's row of metrics/loop.csv (`dvc plots show`): candidate, champion and best baseline on the new
+    holdout, in the metrics the loop reports (summary["report_metrics"], from evaluate.ks)."""
+    headline, _, recall, ctr = summary["report_metrics"]
+    candidate, champion = summary.get("candidate_metrics") or {}, summary.get("champion_metrics") or {}
+    baselines = {k: v for k, v in (summary.get("baselines") or {}).items() if k not in ("model", "oracle")}
+    best = max((v.get(headline) or 0.0 for v in baselines.values()), default=None)
+    return {f"{headline}_candidate": candidate.get(headline), f"{headline}_champion": champion.get(headline),
+            f"{recall}_candidate": candidate.get(recall), f"{headline}_best_baseline": best,
+            f"{ctr}_candidate": candidate.get(ctr), "drift": int(bool(summary.get("drift"))),
+            "promoted": int(summary["status"] == "promoted")}
+
+
 def record(cfg: Config, ws: Workspace, summary: dict, batch_path: Path, reference: int) -> None:
     """The batch over time: a snapshot in the Evidently workspace (`make monitor`) and a row of metrics/loop.csv
     (`dvc plots show`). Both are reports: a failure is logged with its cause and the loop's decision stands."""
@@ -325,22 +338,17 @@ def record(cfg: Config, ws: Workspace, summary: dict, batch_path: Path, referenc
     from liveloop.evaluation.report import append_daily_metrics
     from liveloop.monitoring.dashboard import record_batch, workspace_dir
 
-    candidate, champion = summary.get("candidate_metrics") or {}, summary.get("champion_metrics") or {}
-    baselines = {k: v for k, v in (summary.get("baselines") or {}).items() if k not in ("model", "oracle")}
-    best = max((v.get("ndcg@10") or 0.0 for v in baselines.values()), default=None)
+    headline, _, recall, _ = summary["report_metrics"]
     try:
         events = pd.read_parquet(Path(batch_path) / "events.parquet", columns=["event_id"])
         record_batch(workspace_dir(ws.state), summary["day"],
                      drift=None if "drift" not in summary else {"drift": summary["drift"],
                                                                 "signals": summary.get("drift_signals") or {}},
                      thresholds=drift_config_for(cfg.drift, reference, cfg.loop.reference_window).thresholds,
-                     candidate=candidate or None, champion=champion or None, baselines=summary.get("baselines"),
-                     decision=summary["status"], feedback_events=len(events))
-        append_daily_metrics(ws.metrics / "loop.csv", summary["day"], {
-            "ndcg@10_candidate": candidate.get("ndcg@10"), "ndcg@10_champion": champion.get("ndcg@10"),
-            "recall@50_candidate": candidate.get("recall@50"), "ndcg@10_best_baseline": best,
-            "auc_candidate": candidate.get("auc"), "drift": int(bool(summary.get("drift"))),
-            "promoted": int(summary["status"] == "promoted")})
+                     candidate=summary.get("candidate_metrics") or None,
+                     champion=summary.get("champion_metrics") or None, baselines=summary.get("baselines"),
+                     decision=summary["status"], feedback_events=len(events), quality=(headline, recall))
+        append_daily_metrics(ws.metrics / "loop.csv", summary["day"], daily_row(summary))
     except Exception as exc:  # noqa: BLE001 - monitoring must not undo a committed decision
         log.error("batch %s: recording it for the dashboard / DVC plots failed: %s: %s", summary["day"],
                   type(exc).__name__, exc)
@@ -360,7 +368,8 @@ def run_batch(cfg: Config, ws: Workspace, batch_dir: Path, steps=None, force_tra
     steps = steps or LocalSteps(cfg, ws)
     day = Path(batch_dir).name
     champion_before = registry.champion_version(ws)
-    summary: dict = {"batch": day, "day": day, "champion_before": champion_before}
+    summary: dict = {"batch": day, "day": day, "champion_before": champion_before,
+                     "report_metrics": cfg.evaluate.report_metrics()}
 
     gate = GateResult(True, Path(batch_dir)) if accepted else steps.validate(Path(batch_dir))
     summary["validation"] = {"accepted": gate.accepted, "failures": gate.failures}
@@ -450,7 +459,7 @@ def batch_table(summary: dict) -> list[dict]:
     """One row per scored model of the batch (candidate and champion per set, then each baseline): the Prefect
     table artifact, so the UI shows the numbers as a table, not prose."""
     metrics = summary.get("metrics") or {}
-    names = ("ndcg@10", "hr@10", "recall@50", "auc")
+    names = summary["report_metrics"]
     rows = [{"model": who, "set": set_name, **{n: values.get(n) for n in names}}
             for who in (CANDIDATE, CHAMPION) for set_name, values in sorted((metrics.get(who) or {}).items())]
     rows += [{"model": f"baseline: {name}", "set": NEW, **{n: values.get(n) for n in names}}
@@ -475,8 +484,8 @@ def batch_markdown(summary: dict) -> str:
         lines += ["", f"**Retrain:** {'; '.join(summary['train_reasons']) or 'no (no drift, not scheduled)'}"]
     metrics = summary.get("metrics")
     if metrics:
-        names = sorted({m for sets in metrics.values() if sets for m in sets.get(NEW, {})
-                        if m in ("ndcg@10", "hr@10", "recall@50", "auc")})
+        reported = {m for sets in metrics.values() if sets for m in sets.get(NEW, {})}
+        names = [m for m in summary["report_metrics"] if m in reported]
         lines += ["", "| model | set | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
         for who in (CANDIDATE, CHAMPION):
             for set_name, values in sorted((metrics.get(who) or {}).items()):

@@ -41,7 +41,9 @@ def recorded(tmp_path_factory):
         Recommender.from_config(cfg.model, device="cpu", seed=seed).save(models[role])
     workspace = root / "evidently"
     inputs = {}
-    record_batch(workspace, days[1].name, drift=None, thresholds=FAST.thresholds, decision="quarantined")
+    quality = tuple(cfg.evaluate.report_metrics()[i] for i in (0, 2))  # what the loop plots: ndcg@10, recall@50
+    record_batch(workspace, days[1].name, drift=None, thresholds=FAST.thresholds, decision="quarantined",
+                 quality=quality)
     for n, decision in ((2, "promoted"), (3, "rejected")):
         verdict = check_drift(days[:n], days[n], root / "drift" / days[n].name, FAST, text_encoder=encoder)
         evals = {role: evaluate_model(cfg, path, days[:n], days[n], baselines=role == "candidate")["models"]
@@ -49,7 +51,7 @@ def recorded(tmp_path_factory):
         events = len(read_batch(days[n])["events"])
         record_batch(workspace, days[n].name, drift=verdict, thresholds=FAST.thresholds,
                      candidate=evals["candidate"]["model"], champion=evals["champion"]["model"],
-                     baselines=evals["candidate"], decision=decision, feedback_events=events)
+                     baselines=evals["candidate"], decision=decision, feedback_events=events, quality=quality)
         inputs[days[n].name] = {"drift": verdict, "evals": evals, "events": events}
     return {"root": root, "workspace": workspace, "days": [d.name for d in days], "inputs": inputs}
 
@@ -121,19 +123,20 @@ def test_evidently_ui_serves_the_recorded_batches_and_dashboard(recorded, browse
 
 def test_batch_values_skip_missing_numbers_and_reject_bad_input():
     values, layout = batch_values({"drift": True, "signals": {"repriced_share": 0.3}}, FAST.thresholds,
-                                  {"ndcg@10": 0.2, "recall@50": None, "auc": 0.7}, None,
-                                  {"model": {"ndcg@10": 0.9}, "oracle": {"ndcg@10": 1.0}, "popular": {"ndcg@10": 0.1}},
-                                  "promoted", 12)
+                                  {"ndcg@5": 0.2, "recall@20": None, "auc": 0.7}, None,
+                                  {"model": {"ndcg@5": 0.9}, "oracle": {"ndcg@5": 1.0}, "popular": {"ndcg@5": 0.1}},
+                                  "promoted", 12, ("ndcg@5", "recall@20"))
     assert values["drift.repriced_share"] == 0.3 and values["threshold.repriced_share"] == FAST.thresholds.repriced_share
-    assert values["best_baseline.ndcg@10"] == 0.1  # neither the model nor the oracle is a baseline
-    assert "candidate.recall@50" not in values and not any(c.startswith("champion.") for c in values)
+    assert values["best_baseline.ndcg@5"] == 0.1  # neither the model nor the oracle is a baseline
+    assert "candidate.recall@20" not in values and not any(c.startswith("champion.") for c in values)
     assert values["drift.detected"] == 1.0 and values["feedback.events"] == 12.0
     assert ("events on repriced items", [("measured", "drift.repriced_share"),
                                          ("threshold", "threshold.repriced_share")], "line") in layout["Drift"]
+    assert [title for title, _, _ in layout["Quality"]] == ["NDCG@5 per day", "Recall@20 per day", "CTR AUC per day"]
     with pytest.raises(DashboardInputError, match="decision must be one of"):
-        batch_values(None, FAST.thresholds, None, None, None, "maybe", None)
+        batch_values(None, FAST.thresholds, None, None, None, "maybe", None, ("ndcg@10",))
     with pytest.raises(DashboardInputError, match="candidate.ndcg@10 must be a finite number"):
-        batch_values(None, FAST.thresholds, {"ndcg@10": math.nan}, None, None, "rejected", None)
+        batch_values(None, FAST.thresholds, {"ndcg@10": math.nan}, None, None, "rejected", None, ("ndcg@10",))
     with pytest.raises(DashboardInputError, match="not named YYYY-MM-DD"):
         record_batch(Path("/nonexistent-never-written"), "yesterday", drift=None, thresholds=FAST.thresholds,
-                     decision="rejected")
+                     decision="rejected", quality=("ndcg@10",))

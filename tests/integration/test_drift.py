@@ -122,3 +122,28 @@ def test_unknown_policy_column_is_refused(batches, tmp_path):
     cfg = DriftConfig(thresholds={"column_drift": {"colour": 0.1}})
     with pytest.raises(DriftInputError, match=r"unknown columns \['colour'\]"):
         check_drift(days[:1], days[1], tmp_path, cfg)
+
+
+@pytest.mark.slow
+def test_champion_signals_compare_the_champion_with_itself_on_the_last_reference_batch(batches, encoder, tmp_path):
+    """Performance drift: the champion's NDCG on the new batch vs the same protocol on the last reference batch (never
+    a number from another protocol); with one reference batch there is nothing to compare and the report says so."""
+    from liveloop.config import EvaluateConfig, ModelConfig
+    from liveloop.model.recommender import Recommender
+
+    days, model_cfg = batches["stable"], ModelConfig()
+    champion = tmp_path / "champion"
+    Recommender.from_config(model_cfg, device="cpu", seed=0).save(champion)
+    cfg = FAST.model_copy(update={"champion_signals": True, "eval_users": 60})
+    verdict = check_drift(days[:3], days[3], tmp_path / "three", cfg, champion_dir=champion, model_cfg=model_cfg,
+                          text_encoder=encoder, evaluate_cfg=EvaluateConfig())
+    perf = verdict["signals"]["performance"]["ndcg@10"]
+    assert perf["baseline_source"] == "on the last reference batch"
+    assert 0.0 < perf["baseline"] <= 1.0 and 0.0 <= perf["current"] <= 1.0
+    assert perf["relative_drop"] == pytest.approx((perf["baseline"] - perf["current"]) / perf["baseline"])
+    assert set(verdict["signals"]["prediction"]) and "Champion score distribution" in (
+        tmp_path / "three" / "drift_report.html").read_text()
+    one = check_drift(days[2:3], days[3], tmp_path / "one", cfg, champion_dir=champion, model_cfg=model_cfg,
+                      text_encoder=encoder, evaluate_cfg=EvaluateConfig())
+    assert not one["signals"].get("performance")
+    assert "performance drift not checked: fewer than 2 reference batches" in one["notes"]

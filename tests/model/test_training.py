@@ -21,7 +21,9 @@ from liveloop.model import Recommender
 from liveloop.model.vectors import TextEncoder
 from liveloop.training import TrainError, train
 from liveloop.training.checkpoint import latest_checkpoint
-from liveloop.training.examples import TrainDataError
+from liveloop.data.batches import split_by_time
+from liveloop.data.schema import positive_mask
+from liveloop.training.examples import TrainDataError, build_training_data, ctr_rows, rank_groups
 from liveloop.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[2]
@@ -145,6 +147,39 @@ def test_fallback_never_worse_on_validation(world):
         assert ranker["kept"] in options and options[ranker["kept"]] == max(options.values())
     else:
         assert ranker["kept"] in {"start_ranker", "retrieval"}
+
+
+def test_earlier_held_out_tails_are_history_never_labels(world, tmp_path):
+    """The loop scores candidate and champion on an earlier day's held-out tail (forgetting): a candidate that had
+    those events as labels would be scored in-sample, so they only enter the user states."""
+    cfg, days = world["cfg"], world["days"]
+    splits = tmp_path / "splits"
+    _, tail_dir = split_by_time(days[1], cfg.loop.holdout_fraction, splits / "train" / days[1].name,
+                                splits / "holdout" / days[1].name)
+    tail = pd.read_parquet(tail_dir / "events.parquet")
+    tail_ids = set(tail["event_id"].astype(str))
+    data = build_training_data([days[2]], days[2].parent, cfg.train, cfg.seed, replay=True,
+                               holdout_root=splits / "holdout")
+    assert not set(data.label_events["event_id"].astype(str)) & tail_ids
+    assert len(data.label_events) == len(data.tables["events"]) - len(tail_ids)
+    day1 = pd.Timestamp(days[1].name).date()
+    # the pairs taken only in the tail: present in the world (so this check can fail) and never a label
+    head = data.label_events.loc[pd.to_datetime(data.label_events["ts"]).dt.date == day1]
+    taken = lambda df: set(zip(df["user_id"].astype(str), df["item_id"].astype(str)))
+    tail_only = taken(tail.loc[positive_mask(tail)]) - taken(head.loc[positive_mask(head)])
+    assert tail_only
+    examples = data.examples.loc[data.examples["day"] == day1]
+    assert examples["replay"].all() and not taken(examples) & tail_only
+    every_group = cfg.train.model_copy(update={"max_rank_groups": 10**6, "max_ctr_rows": 10**7})
+    groups = [g for g in rank_groups(data, every_group, cfg.seed) if g.day == day1]
+    assert groups and not {(g.user_id, c) for g in groups for c, y in zip(g.candidates, g.labels) if y > 0} & tail_only
+    rows = ctr_rows(data, every_group, cfg.seed)
+    rows = rows.loc[pd.to_datetime(rows["t"]).dt.date == day1]
+    assert len(rows) and not taken(rows.loc[rows["label"] > 0]) & tail_only
+    # ...and the tail is still history: a user state after the day holds its events
+    user, item = sorted(tail_only)[0]
+    state = data.hist.state_at(user, pd.Timestamp(days[2].name).value, 10_000)
+    assert item in state.item_counts
 
 
 def test_ctr_model_beats_chance_on_held_out_impressions(world):

@@ -233,7 +233,7 @@ def test_batch_markdown_shows_the_decision_and_intervals():
                "drift_reasons": [], "train_reasons": ["schedule (every 1 batches)"], "candidate": "v0002",
                "metrics": {"candidate": ev.candidate, "champion": ev.champion},
                "decision": {"promote": True, "reasons": decision.reasons, "checks": decision.checks},
-               "champion_before": "v0001", "champion_after": "v0002"}
+               "champion_before": "v0001", "champion_after": "v0002", "report_metrics": ["ndcg@10", "auc"]}
     md = loop.batch_markdown(summary)
     assert "**Decision:** promote v0002" in md and "90% bounds [" in md and "v0001 -> v0002" in md
     assert "| candidate | new |" in md and "| champion | new |" in md

@@ -136,3 +136,32 @@ def test_make_run_summary_reads_the_headline_metric():
     table = summary_table([{"batch": "2026-01-05", "status": "promoted", "candidate_metrics": {"ndcg@5": 0.25},
                             "champion_metrics": {"ndcg@5": 0.2, "ndcg@10": 0.9}}], "ndcg@5")
     assert "| ndcg@5 cand | ndcg@5 champ |" in table and "| 0.2500 | 0.2000 |" in table
+
+
+def test_loop_reports_follow_evaluate_ks():
+    """The batch table, markdown and metrics/loop.csv row name the metrics of evaluate.ks, not fixed ones."""
+    from liveloop import loop
+
+    reported = EvaluateConfig(ks=[5, 20]).report_metrics()
+    assert reported == ["ndcg@5", "hr@5", "recall@20", "auc"]
+    values = {"ndcg@5": 0.25, "hr@5": 0.5, "recall@20": 0.75, "auc": 0.6, "ndcg@10": 0.9}
+    summary = {"batch": "2026-01-06", "status": "promoted", "report_metrics": reported, "candidate_metrics": values,
+               "champion_metrics": {"ndcg@5": 0.2}, "metrics": {"candidate": {"new": values}},
+               "baselines": {"popularity": {"ndcg@5": 0.1}, "oracle": {"ndcg@5": 0.8}}}
+    assert loop.daily_row(summary) == {"ndcg@5_candidate": 0.25, "ndcg@5_champion": 0.2, "recall@20_candidate": 0.75,
+                                       "ndcg@5_best_baseline": 0.1, "auc_candidate": 0.6, "drift": 0, "promoted": 1}
+    assert list(loop.batch_table(summary)[0])[2:] == reported
+    assert "| model | set | ndcg@5 | hr@5 | recall@20 | auc |" in loop.batch_markdown(summary)
+
+
+def test_dvc_plots_name_the_columns_the_loop_writes():
+    """dvc.yaml's plot of metrics/loop.csv reads columns that the loop writes with the repo's params."""
+    from liveloop import loop
+
+    repo = Path(__file__).resolve().parents[2]
+    cfg = load_config(repo / "params.yaml")
+    columns = set(loop.daily_row({"status": "promoted", "report_metrics": cfg.evaluate.report_metrics()}))
+    plots = [p for entry in yaml.safe_load((repo / "dvc.yaml").read_text())["plots"] for p in entry.items()]
+    ys = [y for path, spec in plots if path == "metrics/loop.csv"
+          for y in (spec["y"] if isinstance(spec["y"], list) else [spec["y"]])]
+    assert ys and set(ys) <= columns, set(ys) - columns

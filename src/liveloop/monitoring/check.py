@@ -154,7 +154,7 @@ def _champion_signals(reference: list[dict], current: dict, reference_dirs: list
     except (ProtocolError, ValueError) as exc:
         notes.append(f"performance drift not checked: {exc}")
     if not signals.get("performance"):
-        notes.append("performance drift not checked: no recorded evaluation and fewer than 2 reference batches")
+        notes.append("performance drift not checked: fewer than 2 reference batches")
     return signals, sections, notes
 
 

@@ -20,8 +20,8 @@ from liveloop.data.batches import batch_day
 PROJECT = "liveloop"
 WORKSPACE_DIR = "evidently"  # under the workspace's state folder (.liveloop/evidently)
 DECISIONS = ("promoted", "rejected", "no-retrain", "quarantined")  # the loop's per-batch status
-QUALITY = {"ndcg@10": "NDCG@10", "recall@50": "Recall@50"}  # metric key -> panel label
 CTR = "auc"
+CUTOFF_NAMES = {"ndcg": "NDCG", "hr": "HR", "recall": "Recall"}  # "<name>@<k>" metric -> panel label
 ROLES = {"champion": "champion", "candidate": "candidate", "best_baseline": "best baseline"}
 MEAN_VALUE = "evidently:metric_v2:MeanValue"
 TABS = ("Drift", "Quality", "Loop")
@@ -65,10 +65,16 @@ def drift_points(signals: dict, thresholds: DriftThresholds) -> list[tuple[str, 
     return points
 
 
+def metric_label(metric: str) -> str:
+    name, _, k = metric.partition("@")
+    return f"{CUTOFF_NAMES.get(name, name)}@{k}" if k else metric
+
+
 def batch_values(drift: dict | None, thresholds: DriftThresholds, candidate: dict | None, champion: dict | None,
-                 baselines: dict | None, decision: str, feedback_events: int | None) -> tuple[dict[str, float], dict]:
+                 baselines: dict | None, decision: str, feedback_events: int | None,
+                 quality: tuple[str, ...]) -> tuple[dict[str, float], dict]:
     """The numbers of one batch as {series column: value} (missing numbers left out) and the panel layout they need
-    as {tab: [(title, [(legend, column)], plot)]}."""
+    as {tab: [(title, [(legend, column)], plot)]}; `quality` names the ranking metrics plotted per role."""
     from liveloop.evaluation.evaluate import NOT_BASELINES
 
     if decision not in DECISIONS:
@@ -84,14 +90,14 @@ def batch_values(drift: dict | None, thresholds: DriftThresholds, candidate: dic
         layout["Drift"].append((label, series, "line"))
     others = {n: m for n, m in (baselines or {}).items() if n not in NOT_BASELINES}
     models = {"champion": champion, "candidate": candidate}
-    for metric in QUALITY:
+    for metric in quality:
         scores = [m[metric] for m in others.values() if m.get(metric) is not None]
         models_metric = {role: (m or {}).get(metric) for role, m in models.items()}
         models_metric["best_baseline"] = max(scores) if scores else None
         for role, value in models_metric.items():
             if value is not None:
                 values[f"{role}.{metric}"] = value
-        layout["Quality"].append((f"{QUALITY[metric]} per day", [(ROLES[r], f"{r}.{metric}") for r in ROLES], "line"))
+        layout["Quality"].append((f"{metric_label(metric)} per day", [(ROLES[r], f"{r}.{metric}") for r in ROLES], "line"))
     for role, m in models.items():
         if (m or {}).get(CTR) is not None:
             values[f"{role}.ctr_auc"] = m[CTR]
@@ -133,13 +139,14 @@ def _project(ws):
 
 def record_batch(workspace: str | Path, day: str, *, drift: dict | None, thresholds: DriftThresholds,
                  candidate: dict | None = None, champion: dict | None = None, baselines: dict | None = None,
-                 decision: str, feedback_events: int | None = None) -> str:
+                 decision: str, feedback_events: int | None = None, quality: tuple[str, ...]) -> str:
     """Add one batch to the Evidently workspace as a snapshot timestamped with its day; returns the snapshot id.
 
     `drift` is check_drift's verdict (or None when no check ran), `thresholds` the policy it was judged by;
     `candidate` / `champion` are evaluate_model's metrics of the "model" entry on the new batch, `baselines` all its
     models (the best of the real baselines is plotted); `decision` is the loop's status for the batch;
-    `feedback_events` the number of events the batch holds. Panels for signals seen the first time are added."""
+    `feedback_events` the number of events the batch holds; `quality` the ranking metrics plotted (the loop's
+    headline and recall, from evaluate.ks). Panels for signals seen the first time are added."""
     import pandas as pd
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import MeanValue
@@ -149,7 +156,7 @@ def record_batch(workspace: str | Path, day: str, *, drift: dict | None, thresho
         when = datetime.combine(batch_day(day), time())
     except ValueError as exc:
         raise DashboardInputError(str(exc)) from None
-    values, layout = batch_values(drift, thresholds, candidate, champion, baselines, decision, feedback_events)
+    values, layout = batch_values(drift, thresholds, candidate, champion, baselines, decision, feedback_events, quality)
     Path(workspace).mkdir(parents=True, exist_ok=True)
     ws = Workspace(str(workspace))
     project = _project(ws)

@@ -79,20 +79,16 @@ def ndcg_on(model, history: Tables, test: Tables, cfg: DriftConfig, k: int) -> f
 
 
 def performance(model, reference_dirs: list[Path], current: Tables, cfg: DriftConfig, evaluate: EvaluateConfig) -> dict:
-    """The champion's headline NDCG (evaluate.ndcg_metric, the gate's metric) on the new batch vs its recorded
-    evaluation (state.json) or, failing that, vs the same protocol on the last reference batch. Empty when there is
-    no baseline to compare with."""
+    """The champion's headline NDCG (evaluate.ndcg_metric, the gate's metric) on the new batch vs the same protocol
+    on the last reference batch (the gate's own numbers come from a day's held-out tail, a different question).
+    Empty with fewer than 2 reference batches: there is nothing to compare with."""
+    from liveloop.data.batches import read_batch
+
+    if len(reference_dirs) < 2:
+        return {}
     key, k = evaluate.ndcg_metric, evaluate.ndcg_k
     current_value = ndcg_on(model, concat_batches(reference_dirs), current, cfg, k)
-    recorded = model.state.get("metrics") or {}
-    if isinstance(recorded.get(key), (int, float)):
-        baseline, source = float(recorded[key]), "recorded in the champion's state.json"
-    elif len(reference_dirs) >= 2:
-        from liveloop.data.batches import read_batch
-
-        baseline = ndcg_on(model, concat_batches(reference_dirs[:-1]), read_batch(reference_dirs[-1]), cfg, k)
-        source = "on the last reference batch"
-    else:
-        return {}
+    baseline = ndcg_on(model, concat_batches(reference_dirs[:-1]), read_batch(reference_dirs[-1]), cfg, k)
+    source = "on the last reference batch"
     drop = (baseline - current_value) / baseline if baseline > 0 else None
     return {key: {"current": current_value, "baseline": baseline, "baseline_source": source, "relative_drop": drop}}

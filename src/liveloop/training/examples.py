@@ -3,7 +3,8 @@ event, the item they took), ranking groups (a user's state at a cut in the day, 
 took) and CTR rows (impressions, taken or not).
 
 Earlier accepted batches within `train.context_days` supply history (and, for warm starts, replay examples);
-nothing here renders text or tokenizes.
+their held-out tails (the loop's evaluation sets) stay history but never labels, so no model is scored in-sample
+on an earlier day's holdout. Nothing here renders text or tokenizes.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class TrainDataError(ValueError):
 @dataclass
 class TrainingData:
     tables: dict  # items, streams, users, events of context + new batches
+    label_events: pd.DataFrame  # the events that may be labels: tables["events"] less earlier days' held-out tails
     hist: Histories
     popularity: Popularity
     catalogue: list[str]  # every item id of the tables (the softmax vocabulary)
@@ -46,9 +48,22 @@ def context_batches(batch_dirs: list[Path], accepted_root: Path, context_days: i
             if d.resolve() not in names and 0 < (first - batch_day(d)).days <= context_days]
 
 
+def held_out_event_ids(batches: list[Path], holdout_root: Path | None) -> set[str]:
+    """Event ids of the held-out tails (`holdout_root`/<batch name>) of `batches`: what the loop evaluates on."""
+    if holdout_root is None:
+        return set()
+    ids: set[str] = set()
+    for d in batches:
+        tail = Path(holdout_root) / Path(d).name / "events.parquet"
+        if tail.exists():
+            ids.update(pd.read_parquet(tail, columns=["event_id"])["event_id"].astype(str))
+    return ids
+
+
 def build_training_data(batch_dirs: list[Path], accepted_root: Path, tc: TrainConfig, seed: int,
-                        replay: bool) -> TrainingData:
-    """Positives of `batch_dirs` as examples (+ replay positives from the context batches when `replay`)."""
+                        replay: bool, holdout_root: Path | None = None) -> TrainingData:
+    """Positives of `batch_dirs` as examples (+ replay positives from the context batches when `replay`); events in
+    the context batches' held-out tails under `holdout_root` are history only."""
     if not batch_dirs:
         raise TrainDataError("no batches given to train on")
     for d in batch_dirs:
@@ -63,7 +78,10 @@ def build_training_data(batch_dirs: list[Path], accepted_root: Path, tc: TrainCo
     hist = Histories.from_events(tables["events"], tables["streams"])
     catalogue = sorted(set(tables["items"]["item_id"].astype(str)))
     new_start = pd.Timestamp(min(batch_day(d) for d in batch_dirs))
-    examples = cut_examples(tables["events"], tc)
+    held_out = held_out_event_ids(history, holdout_root)
+    events = tables["events"]
+    label_events = events.loc[~events["event_id"].astype(str).isin(held_out)] if held_out else events
+    examples = cut_examples(label_events, tc)
     examples = examples.loc[examples["item_id"].isin(set(catalogue))].reset_index(drop=True)
     weights = {3.0: tc.purchase_weight, 2.0: tc.cart_weight, 1.0: tc.click_weight}
     examples["weight"] = examples["grade"].map(weights).to_numpy(np.float32)
@@ -78,7 +96,7 @@ def build_training_data(batch_dirs: list[Path], accepted_root: Path, tc: TrainCo
         fresh = fresh.iloc[-(tc.max_examples - n_old):]
     old = old.iloc[np.sort(rng.choice(len(old), n_old, replace=False))] if n_old else old.iloc[:0]
     examples = pd.concat([old, fresh]).sort_values("ts", kind="stable").reset_index(drop=True)
-    return TrainingData(tables, hist, Popularity.from_histories(hist), catalogue, examples,
+    return TrainingData(tables, label_events, hist, Popularity.from_histories(hist), catalogue, examples,
                         sorted({batch_day(d) for d in batch_dirs}), sorted({batch_day(d) for d in history}))
 
 
@@ -160,7 +178,7 @@ def rank_groups(data: TrainingData, tc: TrainConfig, seed: int) -> list[RankGrou
     """Ranking groups of the newest `rank_days` days: a user at a cut, the items live after it, what they took.
 
     Without rooms, the candidates are the whole catalogue (the caller samples them down)."""
-    examples = cut_examples(data.tables["events"], tc)
+    examples = cut_examples(data.label_events, tc)
     if examples.empty:
         return []
     days = sorted(set(examples["day"]))[-tc.rank_days:]
@@ -191,7 +209,7 @@ def ctr_rows(data: TrainingData, tc: TrainConfig, seed: int) -> pd.DataFrame:
     Label 1 when the same user took the item (click / cart / purchase) in the same room at or after the session's
     start: a take from an earlier session is already in the state the row is scored from, so counting it would teach
     "already taken" instead of "will take"."""
-    events = data.tables["events"]
+    events = data.label_events
     imp = events.loc[events["event_type"] == "impression"]
     if imp.empty:
         return pd.DataFrame(columns=["user_id", "t", "item_id", "stream_id", "label"])

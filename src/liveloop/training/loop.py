@@ -223,7 +223,8 @@ def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, ou
         net = rec.net
 
         # ---- data: examples on cached vectors --------------------------------------------------------------------
-        data = build_training_data([Path(d) for d in batch_dirs], ws.accepted, tc, seed, replay=parent is not None)
+        data = build_training_data([Path(d) for d in batch_dirs], ws.accepted, tc, seed, replay=parent is not None,
+                                   holdout_root=ws.splits / "holdout")
         # the ranker's groups start at most train.rank_days before the newest day: repeat shares from before then,
         # so no group reads its own labels; the model keeps the shares over everything for serving
         first_group = pd.Timestamp(max(data.new_days)) - pd.Timedelta(days=tc.rank_days - 1)
