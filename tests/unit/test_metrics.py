@@ -173,9 +173,12 @@ def test_time_split_marks_repeat_and_cold_targets():
 
 def test_next_window_restricts_candidates_to_live_items_and_refuses_overlap():
     hist = _tables([_event("u1", "a", 1), _event("u2", "c", 2)], ITEMS)
-    streams = conform(pd.DataFrame({"stream_id": ["s1"], "host_id": ["h"], "title": ["room"], "category": ["c"],
-                                    "start": [pd.Timestamp("2026-01-04")], "end": [pd.Timestamp("2026-01-05")],
-                                    "item_ids": [["a", "b"]]}), "streams")
+    # s0 ended before the test window (its items were live, just not now); s1 is live in it
+    streams = conform(pd.DataFrame({"stream_id": ["s0", "s1"], "host_id": ["h", "h"], "title": ["earlier", "room"],
+                                    "category": ["c", "c"],
+                                    "start": [pd.Timestamp("2026-01-04"), pd.Timestamp("2026-01-05")],
+                                    "end": [pd.Timestamp("2026-01-05"), pd.Timestamp("2026-01-06")],
+                                    "item_ids": [["c", "d"], ["a", "b"]]}), "streams")
     test = _tables([_event("u1", "a", 4), _event("u1", "b", 4, hour=13), _event("u2", "c", 4),
                     _event("u2", "b", 4, kind="impression")], ITEMS, streams)
     split = next_window(hist, test)

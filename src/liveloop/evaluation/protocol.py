@@ -110,11 +110,13 @@ def time_split(tables: Tables, quantile: float, max_users: int | None = None, se
     )
 
 
-def live_items(streams: pd.DataFrame) -> list[str]:
-    """Items shown in any of these rooms."""
+def live_items(streams: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> list[str]:
+    """Items shown in the rooms live at some point of [start, end]: a room that ended before the window, or starts
+    after it, has nothing anyone could take in it (and the service never offers it)."""
     if streams.empty:
         return []
-    return sorted({str(i) for ids in streams["item_ids"] if ids is not None for i in ids})
+    live = streams.loc[(pd.to_datetime(streams["end"]) > start) & (pd.to_datetime(streams["start"]) <= end)]
+    return sorted({str(i) for ids in live["item_ids"] if ids is not None for i in ids})
 
 
 def next_window(history: Tables, test: Tables, max_users: int | None = None, seed: int = 0) -> EvalSplit:
@@ -131,7 +133,7 @@ def next_window(history: Tables, test: Tables, max_users: int | None = None, see
             f"history reaches {history['events']['ts'].max()}, not before the test window starting {as_of}; "
             "pass older batches as history"
         )
-    candidates = live_items(test["streams"])
+    candidates = live_items(test["streams"], as_of, pd.Timestamp(test_events["ts"].max()))
     live = bool(candidates)
     if not live:
         candidates = sorted(

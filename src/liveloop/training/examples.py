@@ -106,16 +106,16 @@ def live_masks(data: TrainingData, examples: pd.DataFrame) -> tuple[np.ndarray, 
     The towers' softmax runs over these (LiveRec's availability), so they cannot learn "what is on today" instead
     of taste; without rooms every item is a candidate."""
     col = {item: j for j, item in enumerate(data.catalogue)}
-    keys = list(dict.fromkeys(zip(examples["ts"], examples["day"])))
+    keys = list(dict.fromkeys(zip(examples["ts"], examples["until"])))
     index = {k: g for g, k in enumerate(keys)}
     masks = np.ones((len(keys), len(col)), dtype=bool)
     if not data.tables["streams"].empty:
-        for g, (t, day) in enumerate(keys):
-            live = live_after(data.tables["streams"], pd.Timestamp(t), pd.Timestamp(day) + pd.Timedelta(days=1))
+        for g, (t, until) in enumerate(keys):
+            live = live_after(data.tables["streams"], pd.Timestamp(t), pd.Timestamp(until))
             if live:
                 masks[g] = False
                 masks[g, [col[i] for i in live if i in col]] = True
-    return masks, np.array([index[k] for k in zip(examples["ts"], examples["day"])], dtype=np.int64)
+    return masks, np.array([index[k] for k in zip(examples["ts"], examples["until"])], dtype=np.int64)
 
 
 def states_at(hist: Histories, user_ids, times, window: int) -> list[UserState]:
@@ -135,10 +135,10 @@ class RankGroup:
 
 
 def live_after(streams: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> dict[str, str]:
-    """item -> host of the first room showing it that is live at some point in [start, end)."""
+    """item -> host of the first room showing it that is live at some point in [start, end]."""
     if streams.empty:
         return {}
-    live = streams.loc[(streams["end"] > start) & (streams["start"] < end)].sort_values("start")
+    live = streams.loc[(streams["end"] > start) & (streams["start"] <= end)].sort_values("start")
     out: dict[str, str] = {}
     for host, ids in zip(live["host_id"].astype(str), live["item_ids"]):
         for item in ids if ids is not None else ():
@@ -150,12 +150,15 @@ def cut_examples(events: pd.DataFrame, tc: TrainConfig) -> pd.DataFrame:
     """The loop's question asked of every training day: at a cut in the day (quantiles `rank_cuts` of its event
     times; 0 = the day's start), which items will each user take before the day ends?
 
-    One row per (user, cut, item taken after the cut): user_id, ts (the cut), day, item_id, grade (3 purchase,
-    2 cart, 1 click; the strongest). Both stages learn from these, so they learn what the gate measures, not
-    "the next event of the funnel" (a click's own cart a minute later)."""
+    One row per (user, cut, item taken after the cut): user_id, ts (the cut), day, until (the day's last event in
+    `events`: where its labels end, the day's end for a whole batch, the split cut for a train head), item_id,
+    grade (3 purchase, 2 cart, 1 click; the strongest). Both stages learn from these, so they learn what the gate
+    measures, not "the next event of the funnel" (a click's own cart a minute later). Candidates are the rooms live
+    between the cut and `until`: a room that starts after the labels end has no labels, and counting its items as
+    not taken would teach "rooms that start later are not wanted"."""
     pos = events.loc[positive_mask(events), ["user_id", "item_id", "ts", "event_type"]]
     if pos.empty:
-        return pd.DataFrame(columns=["user_id", "ts", "day", "item_id", "grade"])
+        return pd.DataFrame(columns=["user_id", "ts", "day", "until", "item_id", "grade"])
     ts_all = pd.to_datetime(events["ts"])
     day_of = ts_all.dt.normalize()
     frames = []
@@ -167,10 +170,11 @@ def cut_examples(events: pd.DataFrame, tc: TrainConfig) -> pd.DataFrame:
             if after.empty:
                 continue
             frames.append(pd.DataFrame({"user_id": after["user_id"].astype(str).to_numpy(), "ts": cut,
-                                        "day": pd.Timestamp(day).date(), "item_id": after["item_id"].astype(str).to_numpy(),
+                                        "day": pd.Timestamp(day).date(), "until": pd.Timestamp(times.max()),
+                                        "item_id": after["item_id"].astype(str).to_numpy(),
                                         "grade": after["event_type"].map(GRADES).to_numpy(np.float64)}))
     out = pd.concat(frames, ignore_index=True)
-    out = out.groupby(["user_id", "ts", "day", "item_id"], as_index=False, sort=False)["grade"].max()
+    out = out.groupby(["user_id", "ts", "day", "until", "item_id"], as_index=False, sort=False)["grade"].max()
     return out.sort_values(["ts", "user_id"], kind="stable").reset_index(drop=True)
 
 
@@ -185,8 +189,8 @@ def rank_groups(data: TrainingData, tc: TrainConfig, seed: int) -> list[RankGrou
     examples = examples.loc[examples["day"].isin(set(days))]
     streams = data.tables["streams"]
     groups: list[RankGroup] = []
-    for (t, day), at_cut in examples.groupby(["ts", "day"], sort=True):
-        hosts = live_after(streams, pd.Timestamp(t), pd.Timestamp(day) + pd.Timedelta(days=1))
+    for (t, day, until), at_cut in examples.groupby(["ts", "day", "until"], sort=True):
+        hosts = live_after(streams, pd.Timestamp(t), pd.Timestamp(until))
         candidates = list(hosts) if hosts else data.catalogue
         col = {item: j for j, item in enumerate(candidates)}
         host_list = [hosts.get(c, "") for c in candidates]

@@ -1,13 +1,16 @@
 """Stage 2 of an update: the LightGBM ranker (lambdarank over the items live after a cut) and the CTR model (binary
 on impressions), both over `liveloop.model.ranker.pair_features` of the freshly trained towers.
 
-Each is fitted on the older groups and compared on the newest day's groups with what it would replace: the ranker
-against the plain retrieval order and the start model's ranker, the CTR model against the start model's; the better
-one is kept, so stage 2 never ships something worse than its start on validation. A new model that wins is refitted
-on all groups with the tree count validation chose.
+The ranker is fitted on groups built from the labels before a validation start (the newest day, or a single day's
+last cut) and compared on the groups after it with what it would replace: the plain retrieval order and the start
+model's ranker; the CTR model is compared with the start model's. The better one is kept, so stage 2 never ships
+something worse than its start on validation. A new model that wins is refitted on all groups with the tree count
+validation chose.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -83,14 +86,14 @@ def _sample(cand: np.ndarray, labels: np.ndarray, retrieval: np.ndarray, own: se
 
 
 def ranking_matrix(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, seed: int):
-    """(X, labels, group sizes, group days, group cut at the day's start) of every rank group, candidates sampled down
-    to model.rank_candidates."""
+    """(X, labels, group sizes, group days, group cut at the day's start, group user without positives, group cut
+    time in ns) of every rank group, candidates sampled down to model.rank_candidates."""
     groups = rank_groups(data, tc, seed)
     window = scorer.rec.config.history_window
     states = [data.hist.state_at(g.user_id, g.t_ns, window) for g in groups]
     vecs = scorer.user_vectors(states) if states else np.zeros((0, scorer.table.base.shape[1]))
     rng = np.random.default_rng([seed, 3])
-    xs, ys, sizes, days, at_start, cold = [], [], [], [], [], []
+    xs, ys, sizes, days, at_start, cold, cuts = [], [], [], [], [], [], []
     for g, state, vec in zip(groups, states, vecs):
         cand = np.array([scorer.table.row_of[c] for c in g.candidates if c in scorer.table.row_of], dtype=np.int64)
         keep_ids = [j for j, c in enumerate(g.candidates) if c in scorer.table.row_of]
@@ -105,24 +108,23 @@ def ranking_matrix(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig,
         days.append(g.day)
         at_start.append(g.t_ns == pd.Timestamp(g.day).value)
         cold.append(state.positives == 0)
+        cuts.append(g.t_ns)
     if not xs:
         return None
     return (np.concatenate(xs), np.concatenate(ys), np.asarray(sizes), np.asarray(days), np.asarray(at_start),
-            np.asarray(cold))
+            np.asarray(cold), np.asarray(cuts, dtype=np.int64))
 
 
-def _split(days: np.ndarray, share: float) -> np.ndarray:
-    """Boolean mask of validation groups: the newest days holding `share` of the groups when there are several
-    days, else the newest `share` of the groups."""
-    import pandas as pd
-
+def validation_start(days: np.ndarray, cuts_ns: np.ndarray, share: float) -> int:
+    """Where the ranker's validation period starts (ns): the newest days holding `share` of the groups, or, with one
+    day, its last cut. The fitted ranker only sees labels before it: a group's labels run to its day's end, so an
+    earlier cut of the same day holds every take of a later cut, and a ranker fitted on it would be validated on
+    items it was shown taken (its item-level features identify them), not on the question the loop asks next."""
     from liveloop.training.loop import newest_days
 
     if len(set(days)) >= 2:
-        return np.isin(days, list(newest_days(pd.Series(days), share)))
-    mask = np.zeros(len(days), dtype=bool)
-    mask[int(len(days) * (1 - share)):] = True
-    return mask
+        return int(pd.Timestamp(min(newest_days(pd.Series(days), share))).value)
+    return int(cuts_ns.max())
 
 
 def _rows(sizes: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -146,14 +148,19 @@ def fit_ranker(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, see
     info: dict = {"features": list(FEATURES)}
     start_ranker = Ranker.from_json(start) if start else None
     rank_model = start_ranker.rank_model if start_ranker is not None else None
-    matrix = ranking_matrix(scorer, data, tc, seed)
+    matrix = ranking_matrix(scorer, data, tc, seed)  # every group: what a winning ranker is refitted on
     if matrix is not None:
-        x, y, sizes, days, at_start, cold = matrix
-        val = _split(days, max(tc.validation, 0.2))
-        info.update(groups=int(len(sizes)), validation_groups=int(val.sum()), rows=int(len(y)))
-        if val.sum() >= MIN_GROUPS and (~val).sum() >= MIN_GROUPS:
-            tr_rows, va_rows = _rows(sizes, ~val), _rows(sizes, val)
-            train_set = lgb.Dataset(x[tr_rows], y[tr_rows], group=sizes[~val], feature_name=list(FEATURES))
+        x, y, sizes, days, at_start, cold, cuts = matrix
+        start = validation_start(days, cuts, max(tc.validation, 0.2))
+        val = cuts >= start
+        ts = pd.to_datetime(data.label_events["ts"]).to_numpy("datetime64[ns]").astype(np.int64)
+        fit = ranking_matrix(scorer, replace(data, label_events=data.label_events.loc[ts < start]), tc, seed)
+        fit_groups = 0 if fit is None else len(fit[2])
+        info.update(groups=int(len(sizes)), fit_groups=fit_groups, validation_groups=int(val.sum()), rows=int(len(y)),
+                    validation_start=str(pd.Timestamp(start)))
+        if val.sum() >= MIN_GROUPS and fit_groups >= MIN_GROUPS:
+            va_rows = _rows(sizes, val)
+            train_set = lgb.Dataset(fit[0], fit[1], group=fit[2], feature_name=list(FEATURES))
             valid_set = lgb.Dataset(x[va_rows], y[va_rows], group=sizes[val], reference=train_set)
             booster = lgb.train(_lgb_params(tc, seed, "lambdarank"), train_set, num_boost_round=tc.rank_trees,
                                 valid_sets=[valid_set], callbacks=[lgb.early_stopping(30, verbose=False)])
