@@ -50,8 +50,9 @@ def run(params: Path, out: Path, days: int, scenario: str | None, seed: int | No
     for d, batch in enumerate(batches):
         accepted = ws.accepted / batch.name
         shutil.copytree(batch, accepted)
-        head, tail = split_by_time(accepted, cfg.loop.holdout_fraction, out / "splits/train" / batch.name,
-                                   out / "splits/holdout" / batch.name)
+        # the loop's own split folders: training then reads earlier days' held-out tails as history only, as the loop does
+        head, tail = split_by_time(accepted, cfg.loop.holdout_fraction, ws.splits / "train" / batch.name,
+                                   ws.splits / "holdout" / batch.name)
         model_dir = out / "models" / batch.name
         started = time.perf_counter()
         train(cfg, ws, [head], str(prev) if prev else "scratch", model_dir)
