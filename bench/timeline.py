@@ -279,10 +279,10 @@ def run_timeline(cfg: Config, out_dir: Path, steps: int, full_steps: int | None 
     from liveloop.training import train
 
     full_steps = steps if full_steps is None else full_steps
-    if steps < 1:
-        raise TimelineError(f"steps must be >= 1, got {steps}")
-    if full_steps < 1:
-        raise TimelineError(f"full_steps must be >= 1, got {full_steps}")
+    if steps < 0:
+        raise TimelineError(f"steps must be >= 0 (0: no tower steps, the ranker learns), got {steps}")
+    if full_steps < 0:
+        raise TimelineError(f"full_steps must be >= 0, got {full_steps}")
     if not 0 <= tolerance < 1:
         raise TimelineError(f"the recovery tolerance must be in [0, 1), got {tolerance}")
     if cfg.simulate.days < 3:

@@ -90,10 +90,10 @@ def test_bad_arguments_fail_with_a_named_reason(timeline, params_file, tmp_path)
     cfg = load_config(params_file, overrides={"simulate.days": 5, "simulate.drift_day": 0})
     with pytest.raises(timeline.TimelineError, match="drift day must fall in 2..4"):
         timeline.run_timeline(cfg, tmp_path / "a", steps=1)
-    with pytest.raises(timeline.TimelineError, match="steps must be >= 1"):
-        timeline.run_timeline(cfg, tmp_path / "b", steps=0)
+    with pytest.raises(timeline.TimelineError, match="steps must be >= 0"):
+        timeline.run_timeline(cfg, tmp_path / "b", steps=-1)
     with pytest.raises(timeline.TimelineError, match="full_steps"):
-        timeline.run_timeline(cfg, tmp_path / "c", steps=1, full_steps=0)
+        timeline.run_timeline(cfg, tmp_path / "c", steps=1, full_steps=-1)
     assert not any((tmp_path / d).exists() for d in "abc")
 
 
