@@ -214,6 +214,25 @@ def test_the_ranker_is_validated_on_takes_it_was_not_fitted_on(world, tmp_path):
     assert pd.Timestamp(ranker["validation_start"]) >= pd.Timestamp(days[1].name) and ranker["fit_groups"] >= 1
 
 
+def test_fit_ranker_fits_on_the_labels_before_its_validation_start(world, tmp_path, monkeypatch):
+    """Through train(): the matrix the ranker is fitted on is built from labels before the recorded validation start
+    (the full one, labels to the day's end, is only what a winner is refitted on)."""
+    from liveloop.training import ranking
+
+    label_ends, real = [], ranking.ranking_matrix
+
+    def spy(scorer, data, tc, seed):
+        label_ends.append(pd.to_datetime(data.label_events["ts"]).max())
+        return real(scorer, data, tc, seed)
+
+    monkeypatch.setattr(ranking, "ranking_matrix", spy)
+    cfg, ws, days = world["cfg"], world["ws"], world["days"]
+    info = metrics_of(train(cfg, ws, days[:1], "scratch", tmp_path / "one-day").model_dir)["ranker"]
+    start = pd.Timestamp(info["validation_start"])
+    assert len(label_ends) == 2 and label_ends[0] >= start > label_ends[1], (label_ends, start)
+    assert info["fit_groups"] >= 1 and info["validation_groups"] >= 1
+
+
 def test_rank_groups_offer_the_rooms_live_before_their_labels_end(world, tmp_path):
     """A train head ends at the split cut: a room starting after it has no labels, so its items are no candidates
     (counting them as not taken would teach that rooms starting later are unwanted)."""

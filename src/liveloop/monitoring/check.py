@@ -151,10 +151,10 @@ def _champion_signals(reference: list[dict], current: dict, reference_dirs: list
         sections.append(ev.Section("Champion score distribution (prediction drift)", widgets))
     try:
         signals["performance"] = model_signals.performance(model, reference_dirs, current, cfg, evaluate)
+        if not signals["performance"]:
+            notes.append("performance drift not checked: fewer than 2 reference batches")
     except (ProtocolError, ValueError) as exc:
         notes.append(f"performance drift not checked: {exc}")
-    if not signals.get("performance"):
-        notes.append("performance drift not checked: fewer than 2 reference batches")
     return signals, sections, notes
 
 

@@ -32,10 +32,11 @@ class TrainDataError(ValueError):
 class TrainingData:
     tables: dict  # items, streams, users, events of context + new batches
     label_events: pd.DataFrame  # the events that may be labels: tables["events"] less earlier days' held-out tails
-    hist: Histories
+    hist: Histories  # every event: the users' states
+    label_hist: Histories  # label_events only: item statistics of takes (repeat shares)
     popularity: Popularity
     catalogue: list[str]  # every item id of the tables (the softmax vocabulary)
-    examples: pd.DataFrame  # user_id, ts (cut), day, item_id, grade, weight, replay (bool)
+    examples: pd.DataFrame  # user_id, ts (cut), day, until, item_id, grade, weight, replay (bool)
     new_days: list  # dates of the batches trained on
     context_days: list  # dates of the earlier batches read for history
 
@@ -96,12 +97,13 @@ def build_training_data(batch_dirs: list[Path], accepted_root: Path, tc: TrainCo
         fresh = fresh.iloc[-(tc.max_examples - n_old):]
     old = old.iloc[np.sort(rng.choice(len(old), n_old, replace=False))] if n_old else old.iloc[:0]
     examples = pd.concat([old, fresh]).sort_values("ts", kind="stable").reset_index(drop=True)
-    return TrainingData(tables, label_events, hist, Popularity.from_histories(hist), catalogue, examples,
+    label_hist = Histories.from_events(label_events, tables["streams"]) if held_out else hist
+    return TrainingData(tables, label_events, hist, label_hist, Popularity.from_histories(hist), catalogue, examples,
                         sorted({batch_day(d) for d in batch_dirs}), sorted({batch_day(d) for d in history}))
 
 
 def live_masks(data: TrainingData, examples: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """([cuts, catalogue] bool: items live after each cut until the day ends, [examples] cut index).
+    """([cuts, catalogue] bool: items live between each cut and its `until`, [examples] cut index).
 
     The towers' softmax runs over these (LiveRec's availability), so they cannot learn "what is on today" instead
     of taste; without rooms every item is a candidate."""
@@ -173,6 +175,8 @@ def cut_examples(events: pd.DataFrame, tc: TrainConfig) -> pd.DataFrame:
                                         "day": pd.Timestamp(day).date(), "until": pd.Timestamp(times.max()),
                                         "item_id": after["item_id"].astype(str).to_numpy(),
                                         "grade": after["event_type"].map(GRADES).to_numpy(np.float64)}))
+    if not frames:  # positives, but none at or after any cut (rank_cuts without 0)
+        return pd.DataFrame(columns=["user_id", "ts", "day", "until", "item_id", "grade"])
     out = pd.concat(frames, ignore_index=True)
     out = out.groupby(["user_id", "ts", "day", "until", "item_id"], as_index=False, sort=False)["grade"].max()
     return out.sort_values(["ts", "user_id"], kind="stable").reset_index(drop=True)

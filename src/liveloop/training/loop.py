@@ -228,7 +228,7 @@ def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, ou
         # the ranker's groups start at most train.rank_days before the newest day: repeat shares from before then,
         # so no group reads its own labels; the model keeps the shares over everything for serving
         first_group = pd.Timestamp(max(data.new_days)) - pd.Timedelta(days=tc.rank_days - 1)
-        repeat = repeat_shares(data.hist, data.tables["items"], before_ns=first_group.value)
+        repeat = repeat_shares(data.label_hist, data.tables["items"], before_ns=first_group.value)
         scorer = CatalogueScorer.from_items(rec, data.tables["items"], data.popularity, data.tables["streams"], repeat,
                                             item_ids=data.catalogue)
         ex = data.examples
@@ -354,7 +354,7 @@ def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, ou
             rank_started = time.perf_counter()
             ranker, rank_info = fit_ranker(scorer, data, tc, seed, start_ranker)
             rec.ranker = ranker
-            rec.stats = {"repeat_share": repeat_shares(data.hist, data.tables["items"])}
+            rec.stats = {"repeat_share": repeat_shares(data.label_hist, data.tables["items"])}
             speeds = [float(r["samples_per_s"]) for r in log_rows[-(tc.steps - start_step):]] if tc.steps > start_step else []
             rec.state = {
                 "step": tc.steps, "done": True, "init_from": init_label, "parent": parent,
