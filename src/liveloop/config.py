@@ -105,7 +105,7 @@ class TrainConfig(_Section):
     """How one update goes: the user tower on cached vectors (stage 1), then the ranker (stage 2)."""
 
     init_from: str = "champion"
-    steps: int = Field(300, ge=0)
+    steps: int = Field(0, ge=0)
     batch_size: int = Field(256, ge=2)
     lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.01, ge=0)
