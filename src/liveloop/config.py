@@ -122,6 +122,7 @@ class TrainConfig(_Section):
     checkpoint_every: int = Field(100, ge=1)
     device: str = "auto"
     validation: float = Field(0.15, ge=0, lt=1)
+    validation_confidence: float = Field(0.8, ge=0.5, lt=1)
     eval_every: int = Field(50, ge=1)
     rank_cuts: list[float] = Field([0.0, 0.5, 0.8], min_length=1)
     rank_days: int = Field(14, ge=1)

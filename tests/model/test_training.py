@@ -250,6 +250,21 @@ def test_rank_groups_offer_the_rooms_live_before_their_labels_end(world, tmp_pat
     assert groups and not {c for g in groups for c in g.candidates} & only_later
 
 
+def test_a_trained_tower_step_must_beat_its_start_with_confidence():
+    """The tower keeps a trained step only when the paired gain over its start holds up across validation users: a
+    win carried by one user is noise, a gain on every user is not."""
+    from liveloop.training.loop import beats_start
+
+    users = [np.array([f"u{i}" for i in range(20)]), np.array([f"u{i}" for i in range(10)])]
+    start = [np.full(20, 0.3), np.full(10, 0.2)]
+    assert not beats_start(start, start, users, 0.8, seed=0)
+    assert beats_start([g + 0.05 for g in start], start, users, 0.8, seed=0)
+    lucky = [start[0] - 0.01, start[1] - 0.01]
+    lucky[0][0] += 1.0  # one user's example jumps, every other one drops: the mean still rises
+    assert np.mean([(a - b).mean() for a, b in zip(lucky, start)]) > 0
+    assert not beats_start(lucky, start, users, 0.8, seed=0)
+
+
 def test_ctr_model_beats_chance_on_held_out_impressions(world):
     ctr = metrics_of(world["m1"].model_dir)["ranker"]["ctr"]
     assert ctr["source"] == "impressions"

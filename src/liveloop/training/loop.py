@@ -41,6 +41,7 @@ LOG_FIELDS = ["step", "loss", "lr", "samples_per_s", "validation_ndcg"]
 FINAL_LOSS_WINDOW = 20
 VALIDATION_K = 10
 MIN_VALIDATION = 20
+BOOTSTRAP_SAMPLES = 1000  # resamples of the tower's validation users (beats_start)
 
 
 class TrainError(ValueError):
@@ -174,15 +175,15 @@ def own_items(states, row_of: dict[str, int], window: int) -> np.ndarray:
     return out
 
 
-def tower_ndcg(rec: Recommender, inputs: dict, parts: list[torch.Tensor], item_base: torch.Tensor,
-               live, targets: torch.Tensor) -> float:
-    """Mean over the validation parts of NDCG@10 of the target among the items live at its cut (ties count against
-    it)."""
-    return float(np.mean([_ndcg(rec, inputs, rows, item_base, live, targets) for rows in parts]))
+def tower_gains(rec: Recommender, inputs: dict, parts: list[torch.Tensor], item_base: torch.Tensor,
+                live, targets: torch.Tensor) -> list[np.ndarray]:
+    """Per validation part, each example's NDCG@10 of its target among the items live at its cut (ties count
+    against it); the tower's validation score is the mean of the parts' means."""
+    return [_gains(rec, inputs, rows, item_base, live, targets) for rows in parts]
 
 
-def _ndcg(rec: Recommender, inputs: dict, rows: torch.Tensor, item_base: torch.Tensor, live: torch.Tensor,
-          targets: torch.Tensor) -> float:
+def _gains(rec: Recommender, inputs: dict, rows: torch.Tensor, item_base: torch.Tensor, live: torch.Tensor,
+           targets: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
         rec.net.eval()
         users = rec.net.users(*tower_inputs(inputs, rows))
@@ -190,7 +191,19 @@ def _ndcg(rec: Recommender, inputs: dict, rows: torch.Tensor, item_base: torch.T
         target = logits.gather(1, targets[rows][:, None])
         rank = (logits >= target).sum(1).float()
         gain = torch.where(rank <= VALIDATION_K, 1.0 / torch.log2(rank + 1.0), torch.zeros_like(rank))
-    return float(gain.mean())
+    return gain.cpu().numpy().astype(np.float64)
+
+
+def beats_start(now: list[np.ndarray], start: list[np.ndarray], users: list[np.ndarray], confidence: float,
+                seed: int) -> bool:
+    """Whether a trained step's validation score beats the start's with `confidence`: the paired difference of the
+    mean of the parts' means, bootstrapped over validation users (a user's examples move together). A validation
+    slice of a few hundred examples is noisy; a step that wins it by chance loses the next window."""
+    diffs = np.concatenate([(n - s) / (len(n) * len(now)) for n, s in zip(now, start)])
+    _, user_index = np.unique(np.concatenate(users), return_inverse=True)
+    per_user = np.bincount(user_index, weights=diffs)
+    draws = np.random.default_rng([seed, 6]).integers(0, len(per_user), (BOOTSTRAP_SAMPLES, len(per_user)))
+    return float(np.quantile(per_user[draws].sum(1), 1.0 - confidence)) > 0.0
 
 
 def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, out_dir: Path) -> TrainResult:
@@ -283,10 +296,20 @@ def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, ou
         def snapshot() -> dict[str, torch.Tensor]:
             return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
-        def validate() -> float | None:
-            return tower_ndcg(rec, inputs, val_idx, item_base, candidates, targets) if n_val and dist.is_master else None
+        val_users = [ex["user_id"].to_numpy(object)[part] for part in val_parts]
 
-        best = before = validate() if start_step == 0 else rec.state.get("best_validation")
+        def validate() -> list[np.ndarray] | None:
+            return tower_gains(rec, inputs, val_idx, item_base, candidates, targets) if n_val and dist.is_master else None
+
+        def score(gains: list[np.ndarray]) -> float:
+            return float(np.mean([g.mean() for g in gains]))
+
+        if start_step == 0:
+            start_gains = validate()
+            best = before = score(start_gains) if start_gains is not None else None
+        else:  # resumed: the start is gone, its validation gains were checkpointed
+            start_gains = [np.asarray(g) for g in rec.state.get("start_gains") or []] or None
+            best, before = rec.state.get("best_validation"), rec.state.get("start_validation")
         best_step = rec.state.get("best_step", 0) if resume is not None else 0
         best_state = snapshot()
         n_items = item_base.shape[0]
@@ -325,14 +348,17 @@ def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, ou
                        "samples_per_s": round(len(batch) * dist.world_size / (time.perf_counter() - t0), 1),
                        "validation_ndcg": ""}
                 if n_val and ((step + 1) % tc.eval_every == 0 or step + 1 == tc.steps):
-                    current = validate()
+                    gains = validate()
+                    current = score(gains)
                     row["validation_ndcg"] = round(current, 6)
-                    if current > best:
+                    if current > best and beats_start(gains, start_gains, val_users, tc.validation_confidence, seed):
                         best, best_state, best_step = current, snapshot(), step + 1
                 log_rows.append(row)
                 if (step + 1) % tc.checkpoint_every == 0 and step + 1 < tc.steps:
                     rec.state = {"step": step + 1, "init_from": init_label, "parent": parent, "done": False,
                                  "parent_data_versions": seen_before, "best_validation": best, "best_step": best_step,
+                                 "start_validation": before,
+                                 "start_gains": [g.round(6).tolist() for g in start_gains] if start_gains else None,
                                  "start_ranker": start_ranker}
                     ckpt = save_checkpoint(rec, optimizer, out_dir, step + 1)
                     _write_log(ckpt / LOG_FILE, log_rows)
