@@ -107,7 +107,7 @@ def ranking_matrix(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig,
         sizes.append(len(pick))
         days.append(g.day)
         at_start.append(g.t_ns == pd.Timestamp(g.day).value)
-        cold.append(state.positives == 0)
+        cold.append(state.positives == 0 and not state.comments)  # what cold_order decides (scoring.scores)
         cuts.append(g.t_ns)
     if not xs:
         return None
@@ -189,8 +189,9 @@ def fit_ranker(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, see
 
 
 def cold_order(booster, x: np.ndarray, y: np.ndarray, sizes: np.ndarray, groups: np.ndarray) -> str:
-    """How to order users without any positive yet (a new visitor who only commented): by the ranker only when it
-    beats the retrieval order on such validation groups; with too few of them, the start (retrieval) stays."""
+    """How to order users with neither a positive nor a comment yet: by the ranker only when it beats the retrieval
+    order on such validation groups; with too few of them, the start (retrieval) stays. A user whose only signal is a
+    comment always gets the retrieval order (the tower reads the comment)."""
     if groups.sum() < MIN_GROUPS:
         return "retrieval"
     rows = _rows(sizes, groups)
