@@ -113,10 +113,9 @@ def time_split(tables: Tables, quantile: float, max_users: int | None = None, se
 def live_items(streams: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> list[str]:
     """Items shown in the rooms live at some point of [start, end]: a room that ended before the window, or starts
     after it, has nothing anyone could take in it (and the service never offers it)."""
-    if streams.empty:
-        return []
-    live = streams.loc[(pd.to_datetime(streams["end"]) > start) & (pd.to_datetime(streams["start"]) <= end)]
-    return sorted({str(i) for ids in live["item_ids"] if ids is not None for i in ids})
+    from liveloop.training.examples import live_after  # the one definition of "live in a window" (training's too)
+
+    return sorted(live_after(streams, start, end))
 
 
 def next_window(history: Tables, test: Tables, max_users: int | None = None, seed: int = 0) -> EvalSplit:
