@@ -265,6 +265,31 @@ def test_a_trained_tower_step_must_beat_its_start_with_confidence():
     assert not beats_start(lucky, start, users, 0.8, seed=0)
 
 
+def test_ranker_groups_hold_exactly_the_candidates_the_scorer_ranks(world):
+    """A big catalogue is cut to own items + the best by retrieval (`CatalogueScorer.generated`) when scoring; the
+    ranker's groups are built with the same call, so no taken item beyond the generator's reach is added as a
+    positive (added, every such outsider was one, and the ranker learned "a weak text match is wanted")."""
+    from liveloop.model.scoring import CatalogueScorer, generate
+    from liveloop.training.ranking import ranking_matrix
+
+    retrieval = np.linspace(1.0, 0.0, 50)  # row 0 is the best text match
+    assert generate(retrieval, np.isin(np.arange(50), [40]), 6).tolist() == [0, 1, 2, 3, 4, 40]
+    cfg, days = world["cfg"], world["days"]
+    rec = Recommender.load(world["m1"].model_dir)
+    rec.config = rec.config.model_copy(update={"rank_candidates": 12})  # fewer than the world's rooms offer
+    data = build_training_data(days[1:2], days[1].parent, cfg.train, cfg.seed, replay=False)
+    scorer = CatalogueScorer.from_items(rec, data.tables["items"], data.popularity, data.tables["streams"],
+                                        item_ids=data.catalogue)
+    groups, m = rank_groups(data, cfg.train, cfg.seed), ranking_matrix(scorer, data, cfg.train, cfg.seed)
+    limit, window = rec.config.rank_candidates, rec.config.history_window
+    assert max(len(g.candidates) for g in groups) > limit  # the world's rooms offer more than the ranker orders
+    own = [sum(i in scorer.table.row_of for i in data.hist.state_at(u, int(t), window).item_counts)
+           for u, t in zip(m.users, m.cuts)]
+    # with taken items added, a group whose take lay beyond the generator's reach grew past the limit
+    assert all(size <= max(limit, n_own) for size, n_own in zip(m.sizes, own)), (m.sizes[:10], own[:10])
+    assert (m.sizes == limit).any()
+
+
 def test_ctr_model_beats_chance_on_held_out_impressions(world):
     ctr = metrics_of(world["m1"].model_dir)["ranker"]["ctr"]
     assert ctr["source"] == "impressions"

@@ -18,7 +18,8 @@ POPULARITY_DAY = 1.0  # "popular now": positives in the last day
 def generate(retrieval: np.ndarray, own: np.ndarray, limit: int) -> np.ndarray:
     """Positions of the candidates the ranker orders: every own item, then the best by retrieval up to `limit`.
 
-    Training samples its groups with this too, so the ranker learns on the candidate mix it is used on."""
+    Training builds its groups with this too, so the ranker learns on the candidate mix it is used on (adding the
+    most popular items as a second source lost on an Online Retail validation cut: docs/benchmarks.md)."""
     order = np.argsort(-retrieval, kind="stable")
     own_pos = np.flatnonzero(own)
     rest = order[~own[order]][: max(0, limit - len(own_pos))]
@@ -64,6 +65,14 @@ class CatalogueScorer:
                                     self.popularity.counts(t_ns, POPULARITY_DAY, row_of))
         return self._pop_cache[key]
 
+    def generated(self, state: UserState, retrieval: np.ndarray, cand: np.ndarray, t_ns: int) -> np.ndarray:
+        """Positions in `cand` the ranker orders (all of them up to model.rank_candidates, else `generate`'s)."""
+        limit = self.rec.config.rank_candidates
+        if len(cand) <= limit:
+            return np.arange(len(cand))
+        own = np.isin(cand, [self.table.row_of[i] for i in state.item_counts if i in self.table.row_of])
+        return generate(retrieval, own, limit)
+
     def features(self, state: UserState, user_vec: np.ndarray, cand: np.ndarray, live_host, t_ns: int) -> np.ndarray:
         pop_window, pop_day = self.popularity_at(t_ns)
         comments = self.rec.base_vectors(comment_texts(state)) if state.comments else None
@@ -81,12 +90,10 @@ class CatalogueScorer:
             # no positive yet: a comment is all the tower reads (the ranker's popularity features swamped it: comment
             # intent 0.34 vs 0.98 top-5 hits), and without one validation decides (cold_order) whether the ranker helps
             return retrieval
-        limit = self.rec.config.rank_candidates
-        if len(cand) <= limit:
+        if len(cand) <= self.rec.config.rank_candidates:
             return ranker.rank_scores(self.features(state, user_vec, cand, live_host, t_ns))
         # a big catalogue: rank the generated candidates, the rest follow in retrieval order below all of them
-        own = np.isin(cand, [self.table.row_of[i] for i in state.item_counts if i in self.table.row_of])
-        picked = generate(retrieval, own, limit)
+        picked = self.generated(state, retrieval, cand, t_ns)
         hosts = None if live_host is None else np.asarray(live_host, dtype=object)[picked]
         ranked = ranker.rank_scores(self.features(state, user_vec, cand[picked], hosts, t_ns))
         out = retrieval - retrieval.max() + (ranked.min() if len(ranked) else 0.0) - 1.0

@@ -10,7 +10,7 @@ validation chose.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -73,46 +73,46 @@ def ece(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> float:
     return float(total / max(1, len(labels)))
 
 
-def _sample(cand: np.ndarray, labels: np.ndarray, retrieval: np.ndarray, own: set[int], limit: int,
-            rng: np.random.Generator) -> np.ndarray:
-    """Candidate positions to keep: the same generated set the scorer ranks (liveloop.model.scoring.generate:
-    own items + the best by retrieval), plus every taken item (the labels)."""
-    from liveloop.model.scoring import generate
+@dataclass
+class RankMatrix:
+    """Every rank group's candidate rows (`CatalogueScorer.generated`: what the scorer ranks)."""
 
-    if len(cand) <= limit:
-        return np.arange(len(cand))
-    generated = generate(retrieval, np.isin(cand, list(own)), limit)
-    return np.union1d(generated, np.flatnonzero(labels > 0)).astype(np.int64)
+    x: np.ndarray  # [rows, features]
+    labels: np.ndarray  # [rows] take grade (0 = not taken)
+    sizes: np.ndarray  # [groups] rows per group
+    days: np.ndarray  # [groups] the group's day
+    at_start: np.ndarray  # [groups] cut at the day's start
+    cold: np.ndarray  # [groups] the user has neither a positive nor a comment yet (what cold_order decides)
+    cuts: np.ndarray  # [groups] cut time in ns
+    users: np.ndarray  # [groups] user id
 
 
-def ranking_matrix(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, seed: int):
-    """(X, labels, group sizes, group days, group cut at the day's start, group user without positives, group cut
-    time in ns) of every rank group, candidates sampled down to model.rank_candidates."""
+def ranking_matrix(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, seed: int) -> RankMatrix | None:
     groups = rank_groups(data, tc, seed)
     window = scorer.rec.config.history_window
     states = [data.hist.state_at(g.user_id, g.t_ns, window) for g in groups]
     vecs = scorer.user_vectors(states) if states else np.zeros((0, scorer.table.base.shape[1]))
-    rng = np.random.default_rng([seed, 3])
-    xs, ys, sizes, days, at_start, cold, cuts = [], [], [], [], [], [], []
+    xs, ys, meta = [], [], []
     for g, state, vec in zip(groups, states, vecs):
         cand = np.array([scorer.table.row_of[c] for c in g.candidates if c in scorer.table.row_of], dtype=np.int64)
         keep_ids = [j for j, c in enumerate(g.candidates) if c in scorer.table.row_of]
         labels, hosts = g.labels[keep_ids], np.asarray(g.live_host, dtype=object)[keep_ids]
-        own = {scorer.table.row_of[i] for i in state.item_counts if i in scorer.table.row_of}
-        pick = _sample(cand, labels, scorer.table.vecs[cand] @ vec, own, scorer.rec.config.rank_candidates, rng)
+        # exactly the candidates the scorer ranks: a taken item beyond the generator's reach is dropped, not added
+        # (added, every such outsider was a positive and the ranker learned "a weak retrieval match is wanted": on
+        # Online Retail it ranked below chance)
+        pick = scorer.generated(state, scorer.table.vecs[cand] @ vec, cand, g.t_ns)
         if not (labels[pick] > 0).any():
             continue
         xs.append(scorer.features(state, vec, cand[pick], hosts[pick], g.t_ns))
         ys.append(labels[pick])
-        sizes.append(len(pick))
-        days.append(g.day)
-        at_start.append(g.t_ns == pd.Timestamp(g.day).value)
-        cold.append(state.positives == 0 and not state.comments)  # what cold_order decides (scoring.scores)
-        cuts.append(g.t_ns)
+        meta.append((len(pick), g.day, g.t_ns == pd.Timestamp(g.day).value,
+                     state.positives == 0 and not state.comments, g.t_ns, g.user_id))
     if not xs:
         return None
-    return (np.concatenate(xs), np.concatenate(ys), np.asarray(sizes), np.asarray(days), np.asarray(at_start),
-            np.asarray(cold), np.asarray(cuts, dtype=np.int64))
+    sizes, days, at_start, cold, cuts, users = zip(*meta)
+    return RankMatrix(np.concatenate(xs), np.concatenate(ys), np.asarray(sizes), np.asarray(days),
+                      np.asarray(at_start), np.asarray(cold), np.asarray(cuts, dtype=np.int64),
+                      np.asarray(users, dtype=object))
 
 
 def validation_start(days: np.ndarray, cuts_ns: np.ndarray, share: float) -> int:
@@ -150,17 +150,18 @@ def fit_ranker(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, see
     rank_model = start_ranker.rank_model if start_ranker is not None else None
     matrix = ranking_matrix(scorer, data, tc, seed)  # every group: what a winning ranker is refitted on
     if matrix is not None:
-        x, y, sizes, days, at_start, cold, cuts = matrix
-        start = validation_start(days, cuts, max(tc.validation, 0.2))
+        x, y, sizes, at_start, cold, cuts = (matrix.x, matrix.labels, matrix.sizes, matrix.at_start, matrix.cold,
+                                             matrix.cuts)
+        start = validation_start(matrix.days, cuts, max(tc.validation, 0.2))
         val = cuts >= start
         ts = pd.to_datetime(data.label_events["ts"]).to_numpy("datetime64[ns]").astype(np.int64)
         fit = ranking_matrix(scorer, replace(data, label_events=data.label_events.loc[ts < start]), tc, seed)
-        fit_groups = 0 if fit is None else len(fit[2])
+        fit_groups = 0 if fit is None else len(fit.sizes)
         info.update(groups=int(len(sizes)), fit_groups=fit_groups, validation_groups=int(val.sum()), rows=int(len(y)),
                     validation_start=str(pd.Timestamp(start)))
         if val.sum() >= MIN_GROUPS and fit_groups >= MIN_GROUPS:
             va_rows = _rows(sizes, val)
-            train_set = lgb.Dataset(fit[0], fit[1], group=fit[2], feature_name=list(FEATURES))
+            train_set = lgb.Dataset(fit.x, fit.labels, group=fit.sizes, feature_name=list(FEATURES))
             valid_set = lgb.Dataset(x[va_rows], y[va_rows], group=sizes[val], reference=train_set)
             booster = lgb.train(_lgb_params(tc, seed, "lambdarank"), train_set, num_boost_round=tc.rank_trees,
                                 valid_sets=[valid_set], callbacks=[lgb.early_stopping(30, verbose=False)])
@@ -226,7 +227,7 @@ def fit_ctr(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, seed: 
         x, y = np.concatenate(xs), np.concatenate(ys)
     elif matrix is not None:
         source = "rank groups (no impressions in the data)"
-        x, y = matrix[0], (matrix[1] > 0).astype(np.float64)
+        x, y = matrix.x, (matrix.labels > 0).astype(np.float64)
     else:
         return (start_ranker.ctr_model if start_ranker else None), {"kept": "start", "reason": "no rows"}
     cut = int(len(y) * 0.8)
