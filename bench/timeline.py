@@ -123,8 +123,9 @@ def summarise(result: dict, tolerance: float) -> dict:
     days = result["eval_days"]
     key = f"ndcg@{k}"
     oracle = result["oracle"][key]
-    post = lambda xs: _mean([v for v, d in zip(xs, days) if d >= drift])
-    pre = lambda xs: _mean([v for v, d in zip(xs, days) if d < drift])
+    # a stable world has no drift: "before" is the whole run, "after" and recovery do not apply
+    post = lambda xs: None if drift is None else _mean([v for v, d in zip(xs, days) if d >= drift])
+    pre = lambda xs: _mean([v for v, d in zip(xs, days) if drift is None or d < drift])
     baselines = {name: {f"mean_{key}": _mean(b[key]), f"pre_drift_{key}": pre(b[key]),
                         f"post_drift_{key}": post(b[key])} for name, b in result["baselines"].items()}
     # per day, the best baseline on that day (an optimistic reference: it is picked with the test labels)
@@ -148,7 +149,7 @@ def summarise(result: dict, tolerance: float) -> dict:
             f"mean_hr@{k}": _mean(s[f"hr@{k}"]),
             f"pre_drift_{key}": pre(s[key]),
             f"post_drift_{key}": post(s[key]),
-            "recovery_days": recovery_days(s[key], oracle, days, drift, tolerance),
+            "recovery_days": None if drift is None else recovery_days(s[key], oracle, days, drift, tolerance),
             "vs_best_daily_baseline": _ratio(mean, out[f"best_daily_baseline_mean_{key}"]),
             "vs_best_baseline_overall": _ratio(mean, baselines[best_overall][f"mean_{key}"]) if best_overall else None,
             "vs_oracle": _ratio(mean, out[f"oracle_mean_{key}"]),
@@ -166,8 +167,9 @@ def summarise(result: dict, tolerance: float) -> dict:
     out["goals"] = {
         "c_within_1pct_of_b": out["quality_ratio_c_over_b"] is not None and out["quality_ratio_c_over_b"] >= 0.99,
         "c_wall_at_most_10pct_of_b": out["wall_ratio_c_over_b"] is not None and out["wall_ratio_c_over_b"] <= 0.10,
-        "c_recovers_within_2_batches": c["recovery_days"] is not None and c["recovery_days"] <= 2,
-        "a_degrades_after_drift": out["stale_post_drift_vs_full_retrain"] is not None
+        "c_recovers_within_2_batches": None if drift is None else
+        c["recovery_days"] is not None and c["recovery_days"] <= 2,
+        "a_degrades_after_drift": None if drift is None else out["stale_post_drift_vs_full_retrain"] is not None
         and out["stale_post_drift_vs_full_retrain"] < 0,
         "c_beats_best_daily_baseline": (c["vs_best_daily_baseline"] or 0) > 1,
     }
@@ -202,7 +204,7 @@ def markdown_summary(result: dict) -> str:
     rows.append(f"| best baseline of each day (picked on the test labels) | {_f(summary[f'best_daily_baseline_mean_{key}'])} | |")
     oracle = result["oracle"][key]
     rows.append(f"| oracle (simulator truth) | {_f(summary[f'oracle_mean_{key}'])} | "
-                f"{_f(_mean([o for o, d in zip(oracle, result['eval_days']) if d < result['drift_day']]))} / "
+                f"{_f(_mean([o for o, d in zip(oracle, result['eval_days']) if result['drift_day'] is None or d < result['drift_day']]))} / "
                 f"{_f(summary[f'oracle_post_drift_{key}'])} |")
     if not result.get("complete"):
         rows.append(f"\n**Partial run**: {len(result['eval_days'])} of {len(result['days']) - 1} days evaluated.")
@@ -214,7 +216,8 @@ def markdown_summary(result: dict) -> str:
         "training examples built (goal ≤ 10% wall)",
         f"- (a) after the drift vs (b): **{_pct(summary['stale_post_drift_vs_full_retrain'])}** NDCG@{k}",
         f"- best baseline on average: {summary['best_baseline_overall']}",
-        "- goals met: " + ", ".join(f"{g} = {'yes' if ok else 'NO'}" for g, ok in summary["goals"].items()),
+        "- goals met: " + ", ".join(f"{g} = {'n/a' if ok is None else 'yes' if ok else 'NO'}"
+                                    for g, ok in summary["goals"].items()),
     ]
     return "\n".join(rows) + "\n"
 
@@ -236,7 +239,8 @@ def plot_timeline(result: dict, path: Path) -> Path:
     if any(o is not None for o in result["oracle"][key]):
         ax.plot(days, [np.nan if o is None else o for o in result["oracle"][key]], "--", color="grey",
                 linewidth=1.2, label="oracle (simulator truth)")
-    ax.axvline(result["drift_day"] - 0.5, color="red", linestyle=":", label=f"drift starts (day {result['drift_day']})")
+    if result["drift_day"] is not None:
+        ax.axvline(result["drift_day"] - 0.5, color="red", linestyle=":", label=f"drift starts (day {result['drift_day']})")
     ax.set_xlabel("day (each model evaluated on the day before learning from it)")
     ax.set_ylabel(f"NDCG@{k}")
     total = len(result["days"]) - 1
@@ -287,8 +291,8 @@ def run_timeline(cfg: Config, out_dir: Path, steps: int, full_steps: int | None 
         raise TimelineError(f"the recovery tolerance must be in [0, 1), got {tolerance}")
     if cfg.simulate.days < 3:
         raise TimelineError(f"simulate.days must be >= 3 (warm-up, one update, one evaluation), got {cfg.simulate.days}")
-    drift_day = resolve_drift_day(cfg.simulate)
-    if drift_day is None or not 2 <= drift_day < cfg.simulate.days:
+    drift_day = resolve_drift_day(cfg.simulate)  # None for the stable scenario: no drift to recover from
+    if cfg.simulate.scenario != "stable" and (drift_day is None or not 2 <= drift_day < cfg.simulate.days):
         raise TimelineError(f"the drift day must fall in 2..{cfg.simulate.days - 1} so there are days before and "
                             f"after it to compare, got {drift_day} (scenario {cfg.simulate.scenario})")
     out_dir = Path(out_dir)

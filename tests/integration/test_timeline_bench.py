@@ -122,3 +122,11 @@ def test_summary_compares_with_the_best_daily_baseline_and_the_oracle(timeline):
     assert s["strategies"]["incremental"]["vs_oracle"] == pytest.approx(0.5)
     assert s["wall_ratio_c_over_b"] == pytest.approx(0.1) and s["sample_ratio_c_over_b"] == pytest.approx(0.5)
     assert s["goals"]["a_degrades_after_drift"] and s["goals"]["c_wall_at_most_10pct_of_b"]
+    # a stable world has no drift: the whole run is "before", recovery and the drift goals do not apply
+    stable = timeline.summarise({**result, "drift_day": None}, 0.05)
+    incremental = stable["strategies"]["incremental"]
+    assert incremental["pre_drift_ndcg@10"] == pytest.approx(0.25) and incremental["post_drift_ndcg@10"] is None
+    assert incremental["recovery_days"] is None and stable["goals"]["c_recovers_within_2_batches"] is None
+    assert stable["goals"]["a_degrades_after_drift"] is None and stable["quality_ratio_c_over_b"] == pytest.approx(1.0)
+    assert "n/a" in timeline.markdown_summary({**result, "drift_day": None, "summary": stable, "days": ["d0", "d1", "d2"],
+                                               "complete": True})
