@@ -23,6 +23,38 @@ from liveloop.config import load_config
 from liveloop.workspace import Workspace
 
 
+def session_ctr(rec, scorer, split, test: dict, truth: Path) -> dict:
+    """CTR as /score is asked it: every test-window impression scored from the viewer's state at the start of that
+    room visit (history + the window's events before it), labelled taken in the visit or not (`ctr_rows`, the CTR
+    model's own training rows). AUC of the CTR model, of the untrained tower's cosine and of the oracle on the same
+    pairs, and the CTR model's calibration error."""
+    import pandas as pd
+
+    from liveloop.data.simulator import oracle_scores
+    from liveloop.model.history import Histories
+    from liveloop.model.ranker import FEATURES, Popularity
+    from liveloop.model.scoring import CatalogueScorer
+    from liveloop.training.examples import ctr_rows
+    from liveloop.training.ranking import auc, ctr_matrix, ece
+
+    events = pd.concat([split.history["events"], test["events"]], ignore_index=True)
+    hist = Histories.from_events(events, split.history["streams"])
+    at_visit = CatalogueScorer(rec, scorer.table, Popularity.from_histories(hist))
+    rows = ctr_rows(test["events"], len(test["events"]))
+    x, y, used = ctr_matrix(at_visit, hist, rows, split.history["streams"])
+    if not len(y) or y.min() == y.max():
+        return {}
+    probs = rec.ranker.ctr(x) if rec.ranker is not None and rec.ranker.has_ctr else None
+    users, items = rows["user_id"].to_numpy()[used], rows["item_id"].to_numpy()[used]
+    u_ids, u_pos = np.unique(users, return_inverse=True)
+    i_ids, i_pos = np.unique(items, return_inverse=True)
+    oracle = oracle_scores(truth, list(u_ids), list(i_ids), split.as_of.date())[u_pos, i_pos]
+    return {"pairs": int(len(y)), "positive_share": round(float(y.mean()), 3),
+            "model": None if probs is None else round(auc(y, probs), 3),
+            "pretrained_cosine": round(auc(y, x[:, FEATURES.index("pretrained_cosine")]), 3),
+            "oracle": round(auc(y, oracle), 3), "model_ece": None if probs is None else round(ece(y, probs), 3)}
+
+
 def run(params: Path, out: Path, days: int, scenario: str | None, seed: int | None, threads: int | None) -> list[dict]:
     import torch
 
@@ -70,21 +102,23 @@ def run(params: Path, out: Path, days: int, scenario: str | None, seed: int | No
                    *id_baselines(split.history["events"], split.as_of, cfg.evaluate, cfg.seed, cfg.model.popularity_days),
                    OracleScorer(truth, split.as_of.date())]
         result, _ = score_all(scorers, split, cfg.evaluate, cfg.seed)
+        session = session_ctr(rec, scorers[0].scorer, split, read_batch(tail), truth)
         metrics = json.loads((model_dir / "state.json").read_text())["metrics"]
         row = {"day": batch.name, "users": len(split.user_ids), "train_s": round(seconds, 1),
                "ndcg@10": {n: round(m["ndcg@10"], 4) for n, m in result["models"].items()},
                "auc": {n: (None if m["auc"] is None else round(m["auc"], 3)) for n, m in result["models"].items()},
-               "ranker_kept": metrics.get("ranker", {}).get("kept")}
+               "session_auc": session, "ranker_kept": metrics.get("ranker", {}).get("kept")}
         print(json.dumps(row), flush=True)
         rows.append(row)
     (out / "loop_protocol.json").write_text(json.dumps(rows, indent=1))
     names = list(rows[0]["ndcg@10"])
-    print("| day | users | " + " | ".join(names) + " | model AUC | oracle AUC |")
-    print("|---" * (len(names) + 4) + "|")
+    print("| day | users | " + " | ".join(names) + " | model AUC | oracle AUC | visit AUC: model / oracle | ECE |")
+    print("|---" * (len(names) + 6) + "|")
     for r in rows:
+        v = r["session_auc"]
         print(f"| {r['day']} | {r['users']} | " + " | ".join(f"{r['ndcg@10'][n]:.3f}" for n in names)
-              + f" | {r['auc']['model']} | {r['auc']['oracle']} |")
-    print("| mean | | " + " | ".join(f"{np.mean([r['ndcg@10'][n] for r in rows]):.3f}" for n in names) + " | | |")
+              + f" | {r['auc']['model']} | {r['auc']['oracle']} | {v.get('model')} / {v.get('oracle')} | {v.get('model_ece')} |")
+    print("| mean | | " + " | ".join(f"{np.mean([r['ndcg@10'][n] for r in rows]):.3f}" for n in names) + " | | | | |")
     return rows
 
 

@@ -175,7 +175,7 @@ def test_earlier_held_out_tails_are_history_never_labels(world, tmp_path):
     every_group = cfg.train.model_copy(update={"max_rank_groups": 10**6, "max_ctr_rows": 10**7})
     groups = [g for g in rank_groups(data, every_group, cfg.seed) if g.day == day1]
     assert groups and not {(g.user_id, c) for g in groups for c, y in zip(g.candidates, g.labels) if y > 0} & tail_only
-    rows = ctr_rows(data, every_group, cfg.seed)
+    rows = ctr_rows(data.label_events, every_group.max_ctr_rows)
     rows = rows.loc[pd.to_datetime(rows["t"]).dt.date == day1]
     assert len(rows) and not taken(rows.loc[rows["label"] > 0]) & tail_only
     # ...and the tail is still history: a user state after the day holds its events

@@ -211,18 +211,18 @@ def rank_groups(data: TrainingData, tc: TrainConfig, seed: int) -> list[RankGrou
     return groups
 
 
-def ctr_rows(data: TrainingData, tc: TrainConfig, seed: int) -> pd.DataFrame:
-    """Impressions of the newest days: (user, time of the session's first impression, item, host, label).
+def ctr_rows(events: pd.DataFrame, max_rows: int) -> pd.DataFrame:
+    """The newest `max_rows` impressions of `events`: (user, time of the session's first impression, item, room,
+    label).
 
     Label 1 when the same user took the item (click / cart / purchase) in the same room at or after the session's
     start: a take from an earlier session is already in the state the row is scored from, so counting it would teach
     "already taken" instead of "will take"."""
-    events = data.label_events
     imp = events.loc[events["event_type"] == "impression"]
     if imp.empty:
         return pd.DataFrame(columns=["user_id", "t", "item_id", "stream_id", "label"])
-    if len(imp) > tc.max_ctr_rows:
-        imp = imp.iloc[-tc.max_ctr_rows:]
+    if len(imp) > max_rows:
+        imp = imp.iloc[-max_rows:]
     taken = events.loc[positive_mask(events)]
     key = lambda df: df["user_id"].astype(str) + "\x1f" + df["item_id"].astype(str) + "\x1f" + df["stream_id"].astype("string").fillna("")
     last_take = pd.to_datetime(taken["ts"]).groupby(key(taken).to_numpy()).max()

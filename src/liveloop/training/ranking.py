@@ -200,31 +200,39 @@ def cold_order(booster, x: np.ndarray, y: np.ndarray, sizes: np.ndarray, groups:
     return "ranker" if ranked > group_ndcg(x[rows, 0], y[rows], sizes[groups]) else "retrieval"
 
 
+def ctr_matrix(scorer: CatalogueScorer, hist, rows: pd.DataFrame, streams: pd.DataFrame):
+    """(features, labels, row positions used) of impression rows (`ctr_rows`), each scored from the user's state at
+    the session's start, as /score sees a viewer in the room; rows on items outside the catalogue are skipped."""
+    window = scorer.rec.config.history_window
+    host_of = dict(zip(streams["stream_id"].astype(str), streams["host_id"].astype(str)))
+    sessions = list(rows.reset_index(drop=True).groupby(["user_id", "t"], sort=False))
+    states = [hist.state_at(str(u), pd.Timestamp(t).value, window) for (u, t), _ in sessions]
+    vecs = scorer.user_vectors(states) if states else []
+    xs, ys, used = [], [], []
+    for ((_, t), frame), state, vec in zip(sessions, states, vecs):
+        cand = frame["item_id"].map(scorer.table.row_of)
+        ok = cand.notna().to_numpy()
+        if ok.any():
+            hosts = frame["stream_id"][ok].map(host_of).fillna("").to_numpy(object)
+            xs.append(scorer.features(state, vec, cand[ok].to_numpy(np.int64), hosts, pd.Timestamp(t).value))
+            ys.append(frame["label"].to_numpy()[ok])
+            used.append(frame.index.to_numpy()[ok])
+    if not xs:
+        return np.zeros((0, len(FEATURES)), np.float32), np.zeros(0), np.zeros(0, np.int64)
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(used)
+
+
 def fit_ctr(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, seed: int, start_ranker: Ranker | None,
             matrix) -> tuple[str | None, dict]:
     """Binary LightGBM on impressions (taken vs shown-not-taken); without impressions, on the rank groups."""
     import lightgbm as lgb
 
-    rows = ctr_rows(data, tc, seed)
+    rows = ctr_rows(data.label_events, tc.max_ctr_rows)
     if len(rows):
-        window = scorer.rec.config.history_window
-        streams = data.tables["streams"]
-        host_of = dict(zip(streams["stream_id"].astype(str), streams["host_id"].astype(str)))
-        sessions = list(rows.groupby(["user_id", "t"], sort=False))
-        states = [data.hist.state_at(str(u), pd.Timestamp(t).value, window) for (u, t), _ in sessions]
-        vecs = scorer.user_vectors(states)
-        xs, ys = [], []
-        for ((_, t), frame), state, vec in zip(sessions, states, vecs):
-            cand = frame["item_id"].map(scorer.table.row_of)
-            ok = cand.notna().to_numpy()
-            if ok.any():
-                hosts = frame["stream_id"][ok].map(host_of).fillna("").to_numpy(object)
-                xs.append(scorer.features(state, vec, cand[ok].to_numpy(np.int64), hosts, pd.Timestamp(t).value))
-                ys.append(frame["label"].to_numpy()[ok])
         source = "impressions"
-        if not xs:
+        x, y, _ = ctr_matrix(scorer, data.hist, rows, data.tables["streams"])
+        if not len(y):
             return (start_ranker.ctr_model if start_ranker else None), {"kept": "start", "reason": "no usable impressions"}
-        x, y = np.concatenate(xs), np.concatenate(ys)
     elif matrix is not None:
         source = "rank groups (no impressions in the data)"
         x, y = matrix.x, (matrix.labels > 0).astype(np.float64)
