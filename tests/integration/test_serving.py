@@ -266,11 +266,13 @@ def test_served_user_vectors_equal_training(server):
     state = load_state(stored[0], "v0001", load_config(server["root"] / "params.yaml").serve, device="cpu")
     batch = day_batch()
     users = sorted(batch["events"]["user_id"].unique())
+    only_seen = [{"user_id": "viewer", "item_id": "i001", "stream_id": "r-kitchen", "event_type": "impression",
+                  "ts": pd.Timestamp(DAY) + pd.Timedelta(hours=10)}]  # no behaviour: no profile
     try:
         async def profiles():
-            return [await user_profile(state, u, None) for u in users]
+            return [await user_profile(state, u, None) for u in users], await user_profile(state, "viewer", only_seen)
 
-        served = asyncio.run(profiles())
+        served, (no_profile, no_profile_vector) = asyncio.run(profiles())
     finally:
         state.batcher.close()
     now = pd.Timestamp(DAY) + pd.Timedelta(hours=11)
@@ -283,6 +285,11 @@ def test_served_user_vectors_equal_training(server):
     for (profile, _), want in zip(served, expected):
         _assert_same_state(profile.state, want)
     np.testing.assert_allclose(np.stack([v for _, v in served]), scorer.user_vectors(expected), rtol=1e-4, atol=1e-5)
+    # a viewer with no behaviour gets the vector training and evaluation give a user without events
+    from liveloop.model.history import EMPTY_STATE
+
+    assert no_profile is None
+    np.testing.assert_allclose(no_profile_vector, scorer.user_vectors([EMPTY_STATE])[0], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -156,7 +156,8 @@ def parse_ts(value, default: pd.Timestamp) -> pd.Timestamp:
 
 
 async def user_profile(state: ServingState, user_id: str, recent: list[dict] | None):
-    """(profile or None, vector): cached, from stored behaviour plus request events; no history -> a zero vector."""
+    """(profile or None, vector): cached, from stored behaviour plus request events; no behaviour -> the model's
+    vector for a user without events (`Recommender.cold_vector`, what training and evaluation give them)."""
     index = state.index
     if recent is not None:
         events = state.users.events(user_id) + recent
@@ -171,7 +172,7 @@ async def user_profile(state: ServingState, user_id: str, recent: list[dict] | N
             state.users.remember(user_id, profile, vector, generation)
             return profile, vector
     if profile is None:
-        return None, np.zeros(index.dim, dtype=np.float32)
+        return None, state.model.cold_vector()
     return profile, (await state.batcher.encode([profile.state]))[0]
 
 
