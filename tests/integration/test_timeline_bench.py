@@ -87,7 +87,8 @@ def test_refuses_to_delete_a_folder_that_is_not_a_timeline_run(timeline, tmp_pat
 def test_bad_arguments_fail_with_a_named_reason(timeline, params_file, tmp_path):
     from liveloop.config import load_config
 
-    cfg = load_config(params_file, overrides={"simulate.days": 5, "simulate.drift_day": 0})
+    cfg = load_config(params_file, overrides={"simulate.days": 5, "simulate.drift_day": 0,
+                                              "simulate.scenario": "seasonal-shift"})
     with pytest.raises(timeline.TimelineError, match="drift day must fall in 2..4"):
         timeline.run_timeline(cfg, tmp_path / "a", steps=1)
     with pytest.raises(timeline.TimelineError, match="steps must be >= 0"):
