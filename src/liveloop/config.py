@@ -80,7 +80,6 @@ class ServeConfig(_Section):
     max_body_bytes: int = Field(1_000_000, ge=1024)
     history_keep_events: int = Field(500, ge=1)
     ann_threshold: int = Field(100_000, ge=1)
-    retrieval_margin: int = Field(50, ge=0)
     max_batch_rows: int = Field(64, ge=1)
     reload_poll_seconds: float = Field(5.0, gt=0)
     torch_threads: int = Field(1, ge=0, le=256)

@@ -232,6 +232,16 @@ def server(tmp_path_factory):
         yield {"client": client, "root": root, "port": port}
 
 
+def _stored_package(server, version: str) -> Path:
+    """The model store folder the service loaded for `version`."""
+    from liveloop.serving.package import PACKAGE_FILE
+
+    stored = [p for p in (server["root"] / "bentoml-home" / "models" / "liveloop-recommender").iterdir()
+              if (p / PACKAGE_FILE).is_file() and json.loads((p / PACKAGE_FILE).read_text())["model_version"] == version]
+    assert len(stored) == 1
+    return stored[0]
+
+
 def _post(server, route: str, body) -> httpx.Response:
     return server["client"].post(route, json=body)
 
@@ -258,12 +268,10 @@ def test_served_user_vectors_equal_training(server):
     from liveloop.model.recommender import Recommender
     from liveloop.model.scoring import CatalogueScorer
     from liveloop.serving.engine import load_state, user_profile
-    from liveloop.serving.package import MODEL_DIR, PACKAGE_FILE
+    from liveloop.serving.package import MODEL_DIR
 
-    stored = [p for p in (server["root"] / "bentoml-home" / "models" / "liveloop-recommender").iterdir()
-              if (p / PACKAGE_FILE).is_file() and json.loads((p / PACKAGE_FILE).read_text())["model_version"] == "v0001"]
-    assert len(stored) == 1
-    state = load_state(stored[0], "v0001", load_config(server["root"] / "params.yaml").serve, device="cpu")
+    stored = _stored_package(server, "v0001")
+    state = load_state(stored, "v0001", load_config(server["root"] / "params.yaml").serve, device="cpu")
     batch = day_batch()
     users = sorted(batch["events"]["user_id"].unique())
     only_seen = [{"user_id": "viewer", "item_id": "i001", "stream_id": "r-kitchen", "event_type": "impression",
@@ -277,7 +285,7 @@ def test_served_user_vectors_equal_training(server):
         state.batcher.close()
     now = pd.Timestamp(DAY) + pd.Timedelta(hours=11)
     assert state.index.now == now
-    rec = Recommender.load(stored[0] / MODEL_DIR, device="cpu")
+    rec = Recommender.load(stored / MODEL_DIR, device="cpu")
     hist = Histories.from_events(batch["events"], batch["streams"])
     scorer = CatalogueScorer.from_items(rec, batch["items"], Popularity.from_histories(hist), batch["streams"])
     window = rec.config.history_window
@@ -305,10 +313,29 @@ def test_recommend_known_user_gets_live_items_with_reasons(server):
 
 
 @pytest.mark.slow
-def test_cold_start_by_popularity_and_by_recent_events(server):
-    body = _post(server, "/recommend", {"user_id": "stranger", "k": 3}).json()
-    assert body["cold_start"] is True and body["items"][0]["item_id"] == "i000"  # everyone's item
-    assert all(i["reason"] == "popular in live rooms now" for i in body["items"])
+def test_cold_start_is_the_models_no_history_order_and_recent_events_count(server):
+    """A stranger gets what training and evaluation give a user without events (one cold path, not a popularity
+    list of the service's own); one recent purchase turns it into a personal answer."""
+    from liveloop.model.history import EMPTY_STATE, Histories
+    from liveloop.model.ranker import Popularity
+    from liveloop.model.recommender import Recommender
+    from liveloop.model.scoring import CatalogueScorer
+    from liveloop.serving.package import MODEL_DIR
+
+    body = _post(server, "/recommend", {"user_id": "stranger", "k": len(LIVE_ITEMS)}).json()
+    assert body["cold_start"] is True
+    assert all(i["reason"] == "picked for new viewers from the rooms live now" for i in body["items"])
+    batch = day_batch()
+    rec = Recommender.load(_stored_package(server, "v0001") / MODEL_DIR, device="cpu")
+    scorer = CatalogueScorer.from_items(rec, batch["items"], Popularity.from_histories(
+        Histories.from_events(batch["events"], batch["streams"])), batch["streams"])
+    live = sorted(LIVE_ITEMS)
+    rows = np.array([scorer.table.row_of[i] for i in live])
+    expected = scorer.scores(EMPTY_STATE, scorer.user_vectors([EMPTY_STATE])[0], rows, None,
+                             (pd.Timestamp(DAY) + pd.Timedelta(hours=11)).value)
+    served = {i["item_id"]: i["score"] for i in body["items"]}
+    assert set(served) == LIVE_ITEMS
+    np.testing.assert_allclose([served[i] for i in live], expected, rtol=1e-4, atol=1e-4)
     events = [{"item_id": "i012", "event_type": "purchase", "quantity": 1}]
     body = _post(server, "/recommend", {"user_id": "stranger", "k": 4, "recent_events": events}).json()
     assert body["items"][0]["item_id"] == "i012" and body["items"][0]["reason"] == "you bought this before"

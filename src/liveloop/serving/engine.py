@@ -5,7 +5,6 @@ in-process for tests and benchmarks.
 
 from __future__ import annotations
 
-import heapq
 import json
 import threading
 import uuid
@@ -21,11 +20,11 @@ from liveloop.serving.batching import EncodeBatcher
 from liveloop.serving.feedback import FeedbackLog
 from liveloop.serving.gpu import apply_serve_precision
 from liveloop.serving.index import CatalogError, ItemIndex, resolve_now
-from liveloop.serving.package import (HISTORY_FILE, INDEX_FILE, ITEMS_FILE, MODEL_DIR, PACKAGE_FILE,
-                                      POPULARITY_FILE, ROOMS_FILE, STREAMS_FILE)
+from liveloop.serving.package import (HISTORY_FILE, INDEX_FILE, ITEMS_FILE, MODEL_DIR, PACKAGE_FILE, ROOMS_FILE,
+                                      STREAMS_FILE)
 from liveloop.serving.state import Profile, UserStates, build_profile
 REASON_VERBS = {"bought": "bought", "carted": "added to cart", "clicked": "clicked"}
-COLD_REASON = "popular in live rooms now"
+COLD_REASON = "picked for new viewers from the rooms live now"
 GENERIC_REASON = "matches your recent activity"  # the user only commented: nothing to point at
 
 
@@ -104,8 +103,7 @@ def load_state(model_path: str | Path, tag: str, serve: ServeConfig, device: str
     host_of = dict(zip(rooms["stream_id"].astype(str), rooms["host_id"].astype(str)))
     host_of.update(zip(streams["stream_id"].astype(str), streams["host_id"].astype(str)))
     history = pd.read_parquet(path / HISTORY_FILE)
-    users = UserStates(history, json.loads((path / POPULARITY_FILE).read_text()), model.config.history_window,
-                       serve.history_keep_events)
+    users = UserStates(history, model.config.history_window, serve.history_keep_events)
     popularity = Popularity.from_histories(Histories.from_events(history, None))
     item_base = dict(zip(items["item_id"].astype(str), arrays["item_base"]))
     state = ServingState(tag, json.loads((path / PACKAGE_FILE).read_text()), model, index, users, None, serve,
@@ -178,7 +176,8 @@ async def user_profile(state: ServingState, user_id: str, recent: list[dict] | N
 
 async def recommend(state: ServingState, user_id: str, k: int, stream_id: str | None = None,
                     recent_events: list[dict] | None = None) -> dict:
-    """Top-k available items for a user, each with a score and a short reason; cold start by popularity."""
+    """Top-k available items for a user, each with a score and a short reason. A viewer the service has never seen
+    is ranked by the model from its no-history vector, as training and evaluation rank them (one cold path)."""
     if k > state.serve.max_k:
         raise RequestError(f"k must be at most {state.serve.max_k}, got {k}")
     index = state.index
@@ -187,39 +186,20 @@ async def recommend(state: ServingState, user_id: str, k: int, stream_id: str | 
     except CatalogError as exc:
         raise RequestError(str(exc)) from None
     recent = event_records(state, recent_events, default_user=user_id) if recent_events else None
-    if recent is None and not state.users.known(user_id):
-        return {"user_id": user_id, "cold_start": True, "model_version": state.version,
-                "items": popular(state, index, k, within)}
     profile, vector = await user_profile(state, user_id, recent)
     items = rank(state, index, profile, vector, k, within)  # inline: ~4-8 ms at 10k live items (bench/serve.py)
     return {"user_id": user_id, "cold_start": not state.users.known(user_id), "model_version": state.version,
             "items": items}
 
 
-def popular(state: ServingState, index: ItemIndex, k: int, within: np.ndarray | None) -> list[dict]:
-    """Cold start: the most engaged-with items among those allowed (live, or in the asked room), then the rest."""
-    if within is None:
-        allowed = index.available
-    else:
-        allowed = np.zeros(len(index.item_ids), dtype=bool)
-        allowed[within] = True
-    counts = state.users.popularity
-    ranked = heapq.nlargest(k, ((c, i) for i, c in counts.items() if i in index.row_of and allowed[index.row_of[i]]))
-    picked = [i for _, i in ranked]
-    if len(picked) < k:  # too few items with any engagement: fill with other allowed items
-        chosen = set(picked)
-        picked += [i for i in index.item_ids[np.flatnonzero(allowed)[: k + len(chosen)]] if i not in chosen][: k - len(picked)]
-    total = max(sum(counts.get(i, 0.0) for i in picked), 1.0)
-    return [{"item_id": i, "title": index.titles[i], "score": counts.get(i, 0.0) / total, "reason": COLD_REASON}
-            for i in picked]
-
-
 def rank(state: ServingState, index: ItemIndex, profile: Profile | None, vector: np.ndarray, k: int,
          within: np.ndarray | None) -> list[dict]:
-    """Retrieve k + margin by dot product, add the available history items, rank them with the model's ranker."""
+    """The candidates evaluation ranks, ranked the same way: the best `model.rank_candidates` by retrieval plus the
+    user's own available items, ordered by `CatalogueScorer.scores` (which keeps its own items and the best by
+    retrieval up to that limit, as it does over a whole catalogue)."""
     from liveloop.model.history import EMPTY_STATE
 
-    rows, _ = index.top(vector, k + state.serve.retrieval_margin, within)
+    rows, _ = index.top(vector, max(k, state.model.config.rank_candidates), within)
     history = [i for i in (profile.state.item_counts if profile else {}) if i in index.row_of]
     if history:
         hist_rows = index.rows(history)

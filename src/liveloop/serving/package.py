@@ -7,7 +7,6 @@ Model folder layout (all safetensors / JSON / parquet, no pickle):
   streams.parquet      the latest accepted batch's live rooms (start, end, item_ids): availability
   rooms.parquet        every accepted room's host (so a user's history knows whose rooms they bought in)
   history.parquet      each user's recent behaviour events (user-tower sequence, ranker counts)
-  popularity.json      item_id -> positive interactions (cold start)
   package.json         model version, data hashes, serve config
 """
 
@@ -26,7 +25,7 @@ MODEL_NAME = "liveloop-recommender"
 BENTO_NAME = "liveloop"
 MODEL_DIR, INDEX_FILE, ITEMS_FILE, STREAMS_FILE = "model", "index.safetensors", "items.parquet", "streams.parquet"
 ROOMS_FILE = "rooms.parquet"
-HISTORY_FILE, POPULARITY_FILE, PACKAGE_FILE = "history.parquet", "popularity.json", "package.json"
+HISTORY_FILE, PACKAGE_FILE = "history.parquet", "package.json"
 SKIPPED_MODEL_FILES = {"optimizer.safetensors"}  # training state the service never reads
 REPO = Path(__file__).resolve().parents[3]
 
@@ -52,7 +51,7 @@ def save_champion_model(cfg: Config, ws: Workspace) -> str:
     from liveloop.model.recommender import Recommender
     from liveloop.model.text import item_texts
     from liveloop.registry import champion_dir, champion_version
-    from liveloop.serving.state import behaviour_events, positive_counts
+    from liveloop.serving.state import behaviour_events
 
     source = champion_dir(ws)
     if source is None:
@@ -85,7 +84,6 @@ def save_champion_model(cfg: Config, ws: Workspace) -> str:
         latest_streams.to_parquet(out / STREAMS_FILE, index=False)
         history["streams"][["stream_id", "host_id"]].drop_duplicates("stream_id").to_parquet(out / ROOMS_FILE, index=False)
         behaviour.to_parquet(out / HISTORY_FILE, index=False)
-        (out / POPULARITY_FILE).write_text(json.dumps(positive_counts(history["events"])))
         (out / PACKAGE_FILE).write_text(json.dumps({
             "model_version": version, "source": str(source), "data_hashes": data_hashes,
             "serve": cfg.serve.model_dump(mode="json"), "items": len(items), "dim": int(vectors.shape[1]),

@@ -8,14 +8,13 @@ by liveloop.model.history, the same code training and evaluation use.
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
-from liveloop.data.schema import POSITIVE_EVENT_TYPES, positive_mask
+from liveloop.data.schema import POSITIVE_EVENT_TYPES
 from liveloop.model.history import TYPE_CODES, Histories, UserState
 
 BEHAVIOUR_COLUMNS = ["event_id", "ts", "user_id", "item_id", "stream_id", "event_type", "text", "quantity", "price"]
@@ -25,12 +24,6 @@ VERB = {"purchase": "bought", "add_to_cart": "carted", "click": "clicked"}
 def behaviour_events(events: pd.DataFrame) -> pd.DataFrame:
     """Only the events that shape a user's state (clicks, carts, purchases, comments)."""
     return events.loc[events["event_type"].isin(list(TYPE_CODES)), BEHAVIOUR_COLUMNS]
-
-
-def positive_counts(events: pd.DataFrame) -> dict[str, float]:
-    """item_id -> positive interactions (cancellations excluded): the cold-start popularity."""
-    pos = events[positive_mask(events)]
-    return {str(k): float(v) for k, v in pos["item_id"].value_counts().items()}
 
 
 @dataclass
@@ -58,7 +51,7 @@ def build_profile(events: list[dict], host_of: Mapping[str, str], now: pd.Timest
 
 
 class UserStates:
-    def __init__(self, history: pd.DataFrame, popularity: dict[str, float], window: int, keep: int):
+    def __init__(self, history: pd.DataFrame, window: int, keep: int):
         self.window = window
         self._keep = keep
         self._lock = threading.Lock()
@@ -69,7 +62,6 @@ class UserStates:
         self._seen = {e["event_id"] for evs in self._events.values() for e in evs}
         self._cache: dict[str, tuple[Profile, np.ndarray]] = {}
         self._versions: dict[str, int] = {}  # bumped on every feedback for the user
-        self.popularity = Counter(popularity)
 
     def known(self, user_id: str) -> bool:
         return user_id in self._events
@@ -100,7 +92,6 @@ class UserStates:
         with self._lock:
             fresh = events[~events["event_id"].isin(self._seen)].drop_duplicates("event_id")
             self._seen.update(fresh["event_id"])
-            self.popularity.update(positive_counts(fresh))
             for record in behaviour_events(fresh).sort_values("ts").to_dict("records"):
                 record["feedback"] = from_feedback
                 user_events = self._events.setdefault(record["user_id"], [])
