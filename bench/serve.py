@@ -10,7 +10,8 @@ the candidates and the reasons. Nothing comes from the user cache.
 
 Besides the HTTP numbers (c=1 latency, c=16 throughput, each level `--repeats` times, medians reported) it measures
 two in-process ceilings on the same package: the user-tower encode at batch 64 (rows/s) and the whole engine path
-(`engine.recommend`, one request at a time, no HTTP), plus a cProfile of that path (where the time goes).
+(`engine.recommend`, one request at a time, no HTTP), plus a cProfile of that path (where the time goes) and the
+ranker stage alone over `model.rank_candidates` candidates (`ranker_stage`: what a package with a ranker adds).
 
     .venv/bin/python bench/serve.py --keep /tmp/sb10k --out /tmp/run1.json  # builds the world, then measures
     .venv/bin/python bench/serve.py --keep /tmp/sb10k --out /tmp/run2.json  # the same package measured again
@@ -253,6 +254,32 @@ def engine_ceiling(state, bodies: list[dict], profile_top: int) -> dict:
     return out
 
 
+def ranker_stage(state, bodies: list[dict]) -> dict | None:
+    """The ranker stage alone, per request: pair features over the `model.rank_candidates` best by retrieval (the set
+    /recommend ranks) and one LightGBM predict: the ranker's, or, where validation kept the retrieval order, the CTR
+    model's (same features, same kind of model), so a package without a ranker still says what one adds."""
+    from liveloop.serving.engine import event_records
+    from liveloop.serving.state import build_profile
+
+    ranker, scorer = state.model.ranker, state.scorer()
+    if ranker is None or not (ranker.ranks or ranker.has_ctr):
+        return None
+    predict = ranker.rank_scores if ranker.ranks else ranker.ctr
+    times, sizes = [], []
+    for body in bodies:
+        profile = build_profile(event_records(state, body["recent_events"], body["user_id"]), state.host_of,
+                                state.index.now, state.users.window)
+        vec = scorer.user_vectors([profile.state])[0]
+        rows, _ = state.index.top(vec, state.model.config.rank_candidates)
+        start = time.perf_counter()
+        predict(scorer.features(profile.state, vec, rows, state.live_hosts(rows), state.index.now.value))
+        times.append(time.perf_counter() - start)
+        sizes.append(len(rows))
+    lat = np.array(times[20:]) * 1000  # the first 20 warm caches
+    return {"model": "ranker" if ranker.ranks else "ctr (stand-in)", "candidates": int(np.median(sizes)),
+            "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99))}
+
+
 def median_of(runs: list[dict]) -> dict:
     keys = ("req_per_s", "p50_ms", "p99_ms", "server_cpu_ms_per_request", "server_cores_used")
     return {key: float(np.median([r[key] for r in runs])) for key in keys}
@@ -299,6 +326,7 @@ def main() -> None:
             bodies = [request_body(10**9 + i, live) for i in range(max(200, args.requests // 3))]
             results["encode_ceiling_rows_per_s"] = encode_ceiling(state, bodies, seconds=8)
             results["engine_in_process"] = engine_ceiling(state, bodies, args.profile_top)
+            results["ranker_stage"] = ranker_stage(state, bodies)
         finally:
             state.batcher.close()
         print(json.dumps({k: v for k, v in results.items() if k != "engine_in_process"}), flush=True)
