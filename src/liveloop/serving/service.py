@@ -124,7 +124,10 @@ def _settings(model_path: Path | None = None):
     if "LIVELOOP_PARAMS" in os.environ or model_path is None:
         raise FileNotFoundError(f"LIVELOOP_PARAMS names {path}, which does not exist")
     packaged = json.loads((model_path / PACKAGE_FILE).read_text())["serve"]
-    cfg = Config(serve=ServeConfig.model_validate(packaged))
+    retired = sorted(set(packaged) - set(ServeConfig.model_fields))
+    if retired:  # a package built by an older liveloop: settings since removed are ignored, not fatal
+        logger.warning("ignoring serve settings this version no longer has: %s", ", ".join(retired))
+    cfg = Config(serve=ServeConfig.model_validate({k: v for k, v in packaged.items() if k not in retired}))
     cfg.paths = cfg.paths.resolve(Path.cwd())
     ws = Workspace.from_config(cfg)
     return cfg, ws
