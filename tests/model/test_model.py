@@ -165,3 +165,25 @@ def _has_cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def test_popularity_counts_match_a_plain_count_and_follow_added_positives():
+    """Counts in [t - window, t) per catalogue row, items outside the catalogue ignored; the per-catalogue row map
+    is cached, so an add() and a different catalogue must both be seen."""
+    rng = np.random.default_rng(0)
+    items = rng.choice(["a", "b", "c", "gone"], 200)
+    ts = T0.value + rng.integers(0, 5 * 86_400, 200) * 10**9
+    pop = Popularity(items, ts)
+    row_of = {"c": 0, "a": 1, "b": 2}
+
+    def plain(t, days, catalogue, items=items, ts=ts):
+        inside = (ts >= t - int(days * 86_400 * 10**9)) & (ts < t)
+        return np.array([float(((items == i) & inside).sum()) for i in catalogue])
+
+    t = T0.value + 3 * 86_400 * 10**9
+    assert np.array_equal(pop.counts(t, 1.0, row_of), plain(t, 1.0, row_of))
+    assert np.array_equal(pop.counts(t, 30.0, row_of), plain(t, 30.0, row_of))
+    pop.add(["b", "b"], [t - 1, t - 2])
+    assert pop.counts(t, 1.0, row_of)[2] == plain(t, 1.0, ["b"])[0] + 2
+    other = {"gone": 0}
+    assert pop.counts(t, 30.0, other)[0] == plain(t, 30.0, ["gone"])[0]

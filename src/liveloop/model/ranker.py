@@ -91,6 +91,7 @@ class Popularity:
         self.items = np.asarray(item_ids, dtype=object)[order]
         self.ts = np.asarray(ts_ns, dtype=np.int64)[order]
         self.version = 0  # bumped by add(): lets callers cache counts
+        self._rows: tuple | None = None  # (row_of, its size, version, catalogue row of each positive)
 
     def add(self, item_ids, ts_ns) -> None:
         """New positives (the service's feedback), kept in time order."""
@@ -107,13 +108,19 @@ class Popularity:
     def counts(self, t_ns: int, window_days: float, row_of: dict[str, int]) -> np.ndarray:
         lo = np.searchsorted(self.ts, t_ns - int(window_days * DAY_NS), side="left")
         hi = np.searchsorted(self.ts, t_ns, side="left")
-        out = np.zeros(len(row_of), dtype=np.float64)
-        rows = [row_of.get(i, -1) for i in self.items[lo:hi]]
-        if rows:
-            rows = np.asarray(rows, dtype=np.int64)
-            rows = rows[rows >= 0]
-            np.add.at(out, rows, 1.0)
-        return out
+        rows = self._catalogue_rows(row_of)[lo:hi]
+        return np.bincount(rows[rows >= 0], minlength=len(row_of)).astype(np.float64)
+
+    def _catalogue_rows(self, row_of: dict[str, int]) -> np.ndarray:
+        """Each positive's row in `row_of` (-1 outside it), mapped once per catalogue and version: counts() runs for
+        every distinct query time (a training update asks thousands), and a per-call lookup was most of its cost."""
+        cached = self._rows
+        if cached is None or cached[0] is not row_of or cached[1] != len(row_of) or cached[2] != self.version:
+            keys = np.fromiter(row_of.keys(), dtype=object, count=len(row_of))
+            values = np.fromiter(row_of.values(), dtype=np.int64, count=len(row_of))
+            pos = pd.Index(keys).get_indexer(self.items) if len(keys) else np.full(len(self.items), -1)
+            cached = self._rows = (row_of, len(row_of), self.version, np.where(pos >= 0, values[pos], -1))
+        return cached[3]
 
 
 def pair_features(state: UserState, user_vec: np.ndarray, cand: np.ndarray, table: ItemTable,

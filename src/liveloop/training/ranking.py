@@ -205,18 +205,23 @@ def ctr_matrix(scorer: CatalogueScorer, hist, rows: pd.DataFrame, streams: pd.Da
     the session's start, as /score sees a viewer in the room; rows on items outside the catalogue are skipped."""
     window = scorer.rec.config.history_window
     host_of = dict(zip(streams["stream_id"].astype(str), streams["host_id"].astype(str)))
-    sessions = list(rows.reset_index(drop=True).groupby(["user_id", "t"], sort=False))
-    states = [hist.state_at(str(u), pd.Timestamp(t).value, window) for (u, t), _ in sessions]
+    rows = rows.reset_index(drop=True)
+    cand_all = rows["item_id"].map(scorer.table.row_of).fillna(-1).to_numpy(np.int64)  # mapped once, not per session
+    host_all = rows["stream_id"].map(host_of).fillna("").to_numpy(object)
+    codes = rows.groupby(["user_id", "t"], sort=False).ngroup().to_numpy()  # sessions in order of appearance
+    sessions = np.split(np.argsort(codes, kind="stable"), np.cumsum(np.bincount(codes))[:-1]) if len(rows) else []
+    users, times = rows["user_id"].to_numpy(), rows["t"].to_numpy()
+    starts = [pd.Timestamp(times[at[0]]).value for at in sessions]
+    states = [hist.state_at(str(users[at[0]]), t, window) for at, t in zip(sessions, starts)]
     vecs = scorer.user_vectors(states) if states else []
     xs, ys, used = [], [], []
-    for ((_, t), frame), state, vec in zip(sessions, states, vecs):
-        cand = frame["item_id"].map(scorer.table.row_of)
-        ok = cand.notna().to_numpy()
-        if ok.any():
-            hosts = frame["stream_id"][ok].map(host_of).fillna("").to_numpy(object)
-            xs.append(scorer.features(state, vec, cand[ok].to_numpy(np.int64), hosts, pd.Timestamp(t).value))
-            ys.append(frame["label"].to_numpy()[ok])
-            used.append(frame.index.to_numpy()[ok])
+    labels = rows["label"].to_numpy()
+    for at, t, state, vec in zip(sessions, starts, states, vecs):
+        at = at[cand_all[at] >= 0]
+        if len(at):
+            xs.append(scorer.features(state, vec, cand_all[at], host_all[at], t))
+            ys.append(labels[at])
+            used.append(at)
     if not xs:
         return np.zeros((0, len(FEATURES)), np.float32), np.zeros(0), np.zeros(0, np.int64)
     return np.concatenate(xs), np.concatenate(ys), np.concatenate(used)
