@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -192,7 +193,6 @@ def _taken(events: pd.DataFrame) -> set:
 def test_the_ranker_is_validated_on_takes_it_was_not_fitted_on(world, tmp_path):
     """One day: validation is its last cut, and the ranker is fitted on groups rebuilt from the takes before it (an
     earlier cut's labels run to the day's end and would hold every validation take)."""
-    from dataclasses import replace
 
     cfg, days = world["cfg"], world["days"]
     tc = cfg.train.model_copy(update={"max_rank_groups": 10**6})
@@ -221,9 +221,9 @@ def test_fit_ranker_fits_on_the_labels_before_its_validation_start(world, tmp_pa
 
     label_ends, real = [], ranking.ranking_matrix
 
-    def spy(scorer, data, tc, seed):
+    def spy(scorer, data, tc, seed, memo=None):
         label_ends.append(pd.to_datetime(data.label_events["ts"]).max())
-        return real(scorer, data, tc, seed)
+        return real(scorer, data, tc, seed, memo)
 
     monkeypatch.setattr(ranking, "ranking_matrix", spy)
     cfg, ws, days = world["cfg"], world["ws"], world["days"]
@@ -288,6 +288,14 @@ def test_ranker_groups_hold_exactly_the_candidates_the_scorer_ranks(world):
     # with taken items added, a group whose take lay beyond the generator's reach grew past the limit
     assert all(size <= max(limit, n_own) for size, n_own in zip(m.sizes, own)), (m.sizes[:10], own[:10])
     assert (m.sizes == limit).any()
+    # the fit matrix (labels cut earlier) read through the full matrix's memo equals one built from scratch
+    cut = pd.to_datetime(data.label_events["ts"]).quantile(0.6)
+    early = replace(data, label_events=data.label_events.loc[pd.to_datetime(data.label_events["ts"]) < cut])
+    memo: dict = {}
+    ranking_matrix(scorer, data, cfg.train, cfg.seed, memo)
+    shared, fresh = ranking_matrix(scorer, early, cfg.train, cfg.seed, memo), ranking_matrix(scorer, early, cfg.train, cfg.seed)
+    assert np.array_equal(shared.x, fresh.x, equal_nan=True) and np.array_equal(shared.labels, fresh.labels)
+    assert np.array_equal(shared.sizes, fresh.sizes) and np.array_equal(shared.cold, fresh.cold)
 
 
 def test_ctr_model_beats_chance_on_held_out_impressions(world):

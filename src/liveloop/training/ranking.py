@@ -87,25 +87,43 @@ class RankMatrix:
     users: np.ndarray  # [groups] user id
 
 
-def ranking_matrix(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, seed: int) -> RankMatrix | None:
+def ranking_matrix(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, seed: int,
+                   memo: dict | None = None) -> RankMatrix | None:
+    """The groups' rows. `memo` (one dict across calls on the same scorer) keeps each (user, cut, candidates)'s
+    features: the fit matrix repeats most groups of the full one with fewer labels, and features never read labels."""
     groups = rank_groups(data, tc, seed)
+    memo = {} if memo is None else memo
     window = scorer.rec.config.history_window
-    states = [data.hist.state_at(g.user_id, g.t_ns, window) for g in groups]
+    lists: dict[int, int] = {}  # candidate lists are shared by a cut's groups: hash each once
+    keys = [(g.user_id, g.t_ns, lists.setdefault(id(g.candidates), hash(tuple(g.candidates)))) for g in groups]
+    first = {}
+    for g, key in zip(groups, keys):
+        if key not in memo:
+            first.setdefault(key, g)
+    states = [data.hist.state_at(g.user_id, g.t_ns, window) for g in first.values()]
     vecs = scorer.user_vectors(states) if states else np.zeros((0, scorer.table.base.shape[1]))
-    xs, ys, meta = [], [], []
-    for g, state, vec in zip(groups, states, vecs):
-        cand = np.array([scorer.table.row_of[c] for c in g.candidates if c in scorer.table.row_of], dtype=np.int64)
-        keep_ids = [j for j, c in enumerate(g.candidates) if c in scorer.table.row_of]
-        labels, hosts = g.labels[keep_ids], np.asarray(g.live_host, dtype=object)[keep_ids]
+    for (key, g), state, vec in zip(first.items(), states, vecs):
+        keep_ids = np.array([j for j, c in enumerate(g.candidates) if c in scorer.table.row_of], dtype=np.int64)
+        cand = np.array([scorer.table.row_of[g.candidates[j]] for j in keep_ids], dtype=np.int64)
         # exactly the candidates the scorer ranks: a taken item beyond the generator's reach is dropped, not added
         # (added, every such outsider was a positive and the ranker learned "a weak retrieval match is wanted": on
         # Online Retail it ranked below chance)
         pick = scorer.generated(state, scorer.table.vecs[cand] @ vec, cand, g.t_ns)
-        if not (labels[pick] > 0).any():
+        hosts = np.asarray(g.live_host, dtype=object)[keep_ids[pick]]
+        memo[key] = [keep_ids[pick], (state, vec, cand[pick], hosts), None]  # features: on first use (below)
+    xs, ys, meta = [], [], []
+    for g, key in zip(groups, keys):
+        entry = memo[key]
+        labels = g.labels[entry[0]]
+        if not (labels > 0).any():
             continue
-        xs.append(scorer.features(state, vec, cand[pick], hosts[pick], g.t_ns))
-        ys.append(labels[pick])
-        meta.append((len(pick), g.day, g.t_ns == pd.Timestamp(g.day).value,
+        if entry[2] is None:
+            state, vec, cand, hosts = entry[1]
+            entry[2] = scorer.features(state, vec, cand, hosts, g.t_ns)
+        xs.append(entry[2])
+        ys.append(labels)
+        state = entry[1][0]
+        meta.append((len(labels), g.day, g.t_ns == pd.Timestamp(g.day).value,
                      state.positives == 0 and not state.comments, g.t_ns, g.user_id))
     if not xs:
         return None
@@ -148,14 +166,15 @@ def fit_ranker(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, see
     info: dict = {"features": list(FEATURES)}
     start_ranker = Ranker.from_json(start) if start else None
     rank_model = start_ranker.rank_model if start_ranker is not None else None
-    matrix = ranking_matrix(scorer, data, tc, seed)  # every group: what a winning ranker is refitted on
+    memo: dict = {}
+    matrix = ranking_matrix(scorer, data, tc, seed, memo)  # every group: what a winning ranker is refitted on
     if matrix is not None:
         x, y, sizes, at_start, cold, cuts = (matrix.x, matrix.labels, matrix.sizes, matrix.at_start, matrix.cold,
                                              matrix.cuts)
         start = validation_start(matrix.days, cuts, max(tc.validation, 0.2))
         val = cuts >= start
         ts = pd.to_datetime(data.label_events["ts"]).to_numpy("datetime64[ns]").astype(np.int64)
-        fit = ranking_matrix(scorer, replace(data, label_events=data.label_events.loc[ts < start]), tc, seed)
+        fit = ranking_matrix(scorer, replace(data, label_events=data.label_events.loc[ts < start]), tc, seed, memo)
         fit_groups = 0 if fit is None else len(fit.sizes)
         info.update(groups=int(len(sizes)), fit_groups=fit_groups, validation_groups=int(val.sum()), rows=int(len(y)),
                     validation_start=str(pd.Timestamp(start)))
