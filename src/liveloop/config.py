@@ -129,6 +129,7 @@ class TrainConfig(_Section):
     rank_leaves: int = Field(31, ge=2)
     rank_lr: float = Field(0.05, gt=0)
     max_rank_groups: int = Field(4000, ge=10)
+    rank_half_life_days: float | None = Field(None, gt=0)
     max_ctr_rows: int = Field(100_000, ge=100)
 
 

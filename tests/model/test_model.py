@@ -187,3 +187,34 @@ def test_popularity_counts_match_a_plain_count_and_follow_added_positives():
     assert pop.counts(t, 1.0, row_of)[2] == plain(t, 1.0, ["b"])[0] + 2
     other = {"gone": 0}
     assert pop.counts(t, 30.0, other)[0] == plain(t, 30.0, ["gone"])[0]
+
+
+def test_recent_category_share_counts_only_the_last_days_takes(rec):
+    """A user who bought kitchen things last week and clicks fashion today: the all-time category share says kitchen,
+    the recent one says fashion (what a taste shift shows first)."""
+    from liveloop.model.ranker import FEATURES
+
+    items = items_frame()
+    events = events_frame([("u", 0, "purchase", "k1", None), ("u", 1, "purchase", "k2", None),
+                           ("u", 2, "purchase", "k3", None), ("u", 7 * 24 * 60, "click", "f1", None),
+                           ("u", 7 * 24 * 60 + 5, "comment", None, "nice colour")])
+    hist = Histories.from_events(events)
+    scorer = CatalogueScorer.from_items(rec, items, Popularity.from_histories(hist))
+    t = (T0 + pd.Timedelta(days=7, hours=1)).value
+    state = hist.state_at("u", t, rec.config.history_window)
+    rows = np.array([scorer.table.row_of[i] for i in ("k4", "f2", "e1")])
+    x = scorer.features(state, scorer.user_vectors([state])[0], rows, None, t)
+    recent, overall = x[:, FEATURES.index("recent_category_share")], x[:, FEATURES.index("category_share")]
+    assert recent.tolist() == [0.0, 1.0, 0.0] and overall[0] == 0.75
+    early = hist.state_at("u", (T0 + pd.Timedelta(days=3)).value, rec.config.history_window)
+    cold = scorer.features(early, scorer.user_vectors([early])[0], rows, None,
+                           (T0 + pd.Timedelta(days=3)).value)
+    assert np.isnan(cold[:, FEATURES.index("recent_category_share")]).all()  # no take in the last day: unknown
+
+
+def test_recency_weights_halve_per_half_life_and_are_off_by_default():
+    from liveloop.training.ranking import recency_weights
+
+    days = np.array(["2026-01-01", "2026-01-02", "2026-01-03"], dtype="datetime64[D]").astype(object)
+    assert recency_weights(days, np.array([2, 1, 1]), None) is None
+    assert recency_weights(days, np.array([2, 1, 1]), 1.0).tolist() == [0.25, 0.25, 0.5, 1.0]

@@ -17,14 +17,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from liveloop.model.history import COMMENT_TOKEN, NS_PER_DAY, POSITIVE_CODES, Histories, UserState
+from liveloop.model.history import COMMENT_TOKEN, ITEM_TOKEN, NS_PER_DAY, POSITIVE_CODES, Histories, UserState
 
 FEATURES: tuple[str, ...] = (
     "retrieval_cosine", "log_item_count", "log_purchase_count", "days_since_last", "log_popularity_window",
     "log_popularity_day", "category_share", "log_category_count", "host_share", "log_price", "price_gap",
     "comment_similarity", "log_user_positives", "item_age_days", "repeat_share", "history_length",
     "pretrained_cosine", "same_host_as_last_event", "days_since_last_event", "price_vs_category",
+    "recent_category_share",
 )
+RECENT_DAYS = 1.0  # recent_category_share: the user's takes in the last day (of the sequence window)
 DAY_NS = NS_PER_DAY
 REPEAT_PRIOR = 2.0  # pseudo-counts pulling an item's repeat share towards its category's
 
@@ -168,6 +170,13 @@ def pair_features(state: UserState, user_vec: np.ndarray, cand: np.ndarray, tabl
     if len(state.ages):
         out[:, 18] = float(state.ages[0])
     out[:, 19] = table.price_vs_category[cand]
+    recent = [tok[len(ITEM_TOKEN):] for tok, code, age in zip(state.tokens, state.types, state.ages)
+              if code in POSITIVE_CODES and age < RECENT_DAYS]
+    rows = [table.row_of[i] for i in recent if i in table.row_of]
+    if rows:  # what they take today, which a taste shift reaches long before the all-time share
+        cats, counts = np.unique(table.category[rows], return_counts=True)
+        share = dict(zip(cats.tolist(), (counts / len(rows)).tolist()))
+        out[:, 20] = [share.get(c, 0.0) for c in table.category[cand]]
     return out
 
 

@@ -151,6 +151,16 @@ def _rows(sizes: np.ndarray, groups: np.ndarray) -> np.ndarray:
         else np.zeros(0, dtype=np.int64)
 
 
+def recency_weights(days: np.ndarray, sizes: np.ndarray, half_life: float | None) -> np.ndarray | None:
+    """Row weights halving every `half_life` days before the newest group's day (None: every group counts the same),
+    so after a drift the newest days outweigh the fortnight before them."""
+    if half_life is None:
+        return None
+    stamps = pd.to_datetime(pd.Series(days)).to_numpy("datetime64[D]")
+    age = (stamps.max() - stamps).astype(np.float64)
+    return np.repeat(0.5 ** (age / half_life), sizes)
+
+
 def _lgb_params(tc: TrainConfig, seed: int, objective: str) -> dict:
     return {"objective": objective, "learning_rate": tc.rank_lr, "num_leaves": tc.rank_leaves,
             "min_data_in_leaf": 20, "feature_fraction": 0.9, "bagging_fraction": 0.9, "bagging_freq": 1,
@@ -180,7 +190,8 @@ def fit_ranker(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, see
                     validation_start=str(pd.Timestamp(start)))
         if val.sum() >= MIN_GROUPS and fit_groups >= MIN_GROUPS:
             va_rows = _rows(sizes, val)
-            train_set = lgb.Dataset(fit.x, fit.labels, group=fit.sizes, feature_name=list(FEATURES))
+            train_set = lgb.Dataset(fit.x, fit.labels, group=fit.sizes, feature_name=list(FEATURES),
+                                    weight=recency_weights(fit.days, fit.sizes, tc.rank_half_life_days))
             valid_set = lgb.Dataset(x[va_rows], y[va_rows], group=sizes[val], reference=train_set)
             booster = lgb.train(_lgb_params(tc, seed, "lambdarank"), train_set, num_boost_round=tc.rank_trees,
                                 valid_sets=[valid_set], callbacks=[lgb.early_stopping(30, verbose=False)])
@@ -195,7 +206,8 @@ def fit_ranker(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, see
                                   (start_ranker.info.get("cold_order", "retrieval") if choice == "start_ranker" else "retrieval"))
             rank_model = {"retrieval": None, "start_ranker": rank_model,
                           "new_ranker": refit(booster, _lgb_params(tc, seed, "lambdarank"),
-                                              lgb.Dataset(x, y, group=sizes, feature_name=list(FEATURES)))
+                                              lgb.Dataset(x, y, group=sizes, feature_name=list(FEATURES),
+                                                          weight=recency_weights(matrix.days, sizes, tc.rank_half_life_days)))
                           if choice == "new_ranker" else None}[choice]
         else:
             info["kept"] = "start_ranker" if rank_model else "retrieval"
