@@ -272,7 +272,8 @@ def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, ou
             r, c = torch.nonzero(mine >= 0, as_tuple=True)
             live[r, mine[r, c]] = False
             return live
-        val_parts, held = validation_rows(ex, tc.validation, seed)
+        # a warm start was trained on the replayed days: it is compared with trained steps on the new days only
+        val_parts, held = validation_rows(ex.loc[~ex["replay"]] if parent is not None else ex, tc.validation, seed)
         n_val = sum(len(p) for p in val_parts)
         n_val = n_val if n_val >= MIN_VALIDATION and len(ex) - len(held) >= MIN_VALIDATION else 0
         train_rows = np.setdiff1d(np.arange(len(ex)), held) if n_val else np.arange(len(ex))
