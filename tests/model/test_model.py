@@ -218,3 +218,26 @@ def test_recency_weights_halve_per_half_life_and_are_off_by_default():
     days = np.array(["2026-01-01", "2026-01-02", "2026-01-03"], dtype="datetime64[D]").astype(object)
     assert recency_weights(days, np.array([2, 1, 1]), None) is None
     assert recency_weights(days, np.array([2, 1, 1]), 1.0).tolist() == [0.25, 0.25, 0.5, 1.0]
+
+
+def test_a_ranker_trained_before_a_feature_was_added_still_scores_on_the_features_it_knows():
+    """An upgrade that adds a feature keeps an older champion serving (each booster reads its columns by name); a
+    model naming a feature this code does not compute fails clearly."""
+    import lightgbm as lgb
+
+    from liveloop.model.ranker import FEATURES, Ranker
+    from liveloop.model.recommender import ModelError
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, len(FEATURES)))
+    y = (x[:, 0] + x[:, -1] > 0).astype(float)
+    params = {"objective": "binary", "verbosity": -1, "num_threads": 1, "min_data_in_leaf": 5}
+    old = lgb.train(params, lgb.Dataset(x[:, :-1], y, feature_name=list(FEATURES[:-1])), num_boost_round=5)
+    new = lgb.train(params, lgb.Dataset(x, y, feature_name=list(FEATURES)), num_boost_round=5)
+    ranker = Ranker.from_json({"features": list(FEATURES[:-1]), "rank_model": old.model_to_string(),
+                               "ctr_model": new.model_to_string()})
+    assert np.allclose(ranker.rank_scores(x), old.predict(x[:, :-1]))
+    assert np.allclose(ranker.ctr(x), new.predict(x))
+    renamed = old.model_to_string().replace(FEATURES[1], "a_retired_feature")
+    with pytest.raises(ModelError, match="a_retired_feature"):
+        Ranker.from_json({"rank_model": renamed})

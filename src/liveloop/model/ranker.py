@@ -193,6 +193,7 @@ class Ranker:
         self.rank_model, self.ctr_model, self.info = rank_model, ctr_model, info or {}
         self._rank = lgb.Booster(model_str=rank_model) if rank_model else None
         self._ctr = lgb.Booster(model_str=ctr_model) if ctr_model else None
+        self._rank_cols, self._ctr_cols = (_columns(b) if b is not None else None for b in (self._rank, self._ctr))
 
     @property
     def ranks(self) -> bool:
@@ -203,10 +204,10 @@ class Ranker:
         return self._ctr is not None
 
     def rank_scores(self, x: np.ndarray) -> np.ndarray:
-        return self._rank.predict(x, num_threads=1) if len(x) else np.zeros(0)
+        return self._rank.predict(_select(x, self._rank_cols), num_threads=1) if len(x) else np.zeros(0)
 
     def ctr(self, x: np.ndarray) -> np.ndarray:
-        return self._ctr.predict(x, num_threads=1) if len(x) else np.zeros(0)
+        return self._ctr.predict(_select(x, self._ctr_cols), num_threads=1) if len(x) else np.zeros(0)
 
     def to_json(self) -> dict:
         return {"features": list(FEATURES), "rank_model": self.rank_model, "ctr_model": self.ctr_model,
@@ -214,8 +215,22 @@ class Ranker:
 
     @classmethod
     def from_json(cls, data: dict) -> "Ranker":
-        from liveloop.model.recommender import ModelError
-
-        if list(data.get("features", [])) != list(FEATURES):
-            raise ModelError(f"ranker.json was trained on features {data.get('features')}, this code computes {list(FEATURES)}")
         return cls(data.get("rank_model"), data.get("ctr_model"), data.get("info"))
+
+
+def _columns(booster) -> np.ndarray | None:
+    """Columns of FEATURES a booster reads, by the names it was trained with (None: all, in order). A model trained
+    before a feature was added keeps ranking on the features it knows, so an upgrade does not strand the champion."""
+    from liveloop.model.recommender import ModelError
+
+    names = booster.feature_name()
+    unknown = [n for n in names if n not in FEATURES]
+    if unknown:
+        raise ModelError(f"ranker.json has a model trained on features {unknown} that this code does not compute "
+                         f"(it computes {list(FEATURES)}): retrain it with this version")
+    cols = [FEATURES.index(n) for n in names]
+    return None if cols == list(range(len(FEATURES))) else np.asarray(cols)
+
+
+def _select(x: np.ndarray, cols: np.ndarray | None) -> np.ndarray:
+    return x if cols is None else x[:, cols]
