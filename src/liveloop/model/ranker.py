@@ -210,8 +210,7 @@ class Ranker:
         return self._ctr.predict(_select(x, self._ctr_cols), num_threads=1) if len(x) else np.zeros(0)
 
     def to_json(self) -> dict:
-        return {"features": list(FEATURES), "rank_model": self.rank_model, "ctr_model": self.ctr_model,
-                "info": self.info}
+        return {"rank_model": self.rank_model, "ctr_model": self.ctr_model, "info": self.info}
 
     @classmethod
     def from_json(cls, data: dict) -> "Ranker":
