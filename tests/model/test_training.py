@@ -362,17 +362,26 @@ def test_torchrun_ddp_two_cpu_processes(world, tmp_path, shared_state, encoder):
     Recommender.load(out, "cpu", encoder=encoder)
 
 
-def test_a_warm_start_is_compared_with_a_new_ranker_on_the_new_days_only(world, tmp_path):
+def test_every_stage_of_a_warm_start_validates_on_the_new_days_only(world, tmp_path):
     """The start was refitted on every earlier day: compared on those, it scores labels it has seen (a stable-world
-    update kept a start at 0.525 vs 0.438 validation NDCG that the next day's holdout scored equal). A scratch model on
-    the same days validates on the newest days holding train.validation of the groups, which here reach back further."""
+    update kept a start ranker at 0.525 vs 0.438 validation NDCG that the next day's holdout scored equal). So the
+    ranker, the CTR model and the tower (replay examples) of a warm start validate on the new day only. The new day
+    here is a short head of day 3: a scratch model on the same data validates on the newest 60% of its groups and
+    20% of its impressions (of three days), which reach back to day 2 (so each check below can fail)."""
     cfg, ws, days = world["cfg"], world["ws"], world["days"]
-    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_rank_groups": 10**6, "validation": 0.6})})
-    warm = metrics_of(train(cfg, ws, days[2:3], str(world["m1"].model_dir), tmp_path / "warm").model_dir)["ranker"]
-    assert Recommender.load(world["m1"].model_dir).ranker is not None  # a start to compare with
-    assert pd.Timestamp(warm["validation_start"]) >= pd.Timestamp(days[2].name)
-    scratch = metrics_of(train(cfg, ws, days[:3], "scratch", tmp_path / "scratch").model_dir)["ranker"]
-    assert pd.Timestamp(scratch["validation_start"]) < pd.Timestamp(days[2].name)  # so the check above can fail
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_rank_groups": 10**6, "validation": 0.6,
+                                                                       "max_ctr_rows": 10**5})})
+    head, _ = split_by_time(days[2], 0.85, tmp_path / "train" / days[2].name, tmp_path / "holdout" / days[2].name)
+    new_day = pd.Timestamp(days[2].name)
+    assert Recommender.load(world["m1"].model_dir).ranker.has_ctr  # a start to compare with
+    warm = metrics_of(train(cfg, ws, [head], str(world["m1"].model_dir), tmp_path / "warm").model_dir)
+    scratch = metrics_of(train(cfg, ws, [head], "scratch", tmp_path / "scratch").model_dir)
+    assert pd.Timestamp(warm["ranker"]["validation_start"]) >= new_day
+    assert pd.Timestamp(scratch["ranker"]["validation_start"]) < new_day
+    assert pd.Timestamp(warm["ranker"]["ctr"]["validation_from"]) >= new_day
+    assert pd.Timestamp(scratch["ranker"]["ctr"]["validation_from"]) < new_day
+    assert warm["replay_examples"] > 0 and warm["validation_examples"] > 0
+    assert pd.Timestamp(warm["tower_validation_from"]) >= new_day
 
 
 def test_rank_half_life_weights_reach_the_ranker_fit(world, tmp_path):

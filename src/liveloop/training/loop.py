@@ -273,7 +273,8 @@ def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, ou
             live[r, mine[r, c]] = False
             return live
         # a warm start was trained on the replayed days: it is compared with trained steps on the new days only
-        val_parts, held = validation_rows(ex.loc[~ex["replay"]] if parent is not None else ex, tc.validation, seed)
+        unseen = ex["ts"].to_numpy("datetime64[ns]").astype(np.int64) >= data.unseen_start
+        val_parts, held = validation_rows(ex.loc[unseen], tc.validation, seed)
         n_val = sum(len(p) for p in val_parts)
         n_val = n_val if n_val >= MIN_VALIDATION and len(ex) - len(held) >= MIN_VALIDATION else 0
         train_rows = np.setdiff1d(np.arange(len(ex)), held) if n_val else np.arange(len(ex))
@@ -393,7 +394,9 @@ def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, ou
                     "tower_seconds": round(wall, 2), "ranker_seconds": round(time.perf_counter() - rank_started, 2),
                     "median_samples_per_s": float(np.median(speeds)) if speeds else None,
                     "examples": len(ex), "replay_examples": int(ex["replay"].sum()),
-                    "validation_examples": n_val, "tower_validation_ndcg_start": before,
+                    "validation_examples": n_val,
+                    "tower_validation_from": str(ex["ts"].iloc[held].min()) if n_val else None,
+                    "tower_validation_ndcg_start": before,
                     "tower_validation_ndcg": best, "tower_best_step": best_step,
                     "ranker": rank_info,
                 },

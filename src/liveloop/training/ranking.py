@@ -147,13 +147,6 @@ def validation_start(days: np.ndarray, cuts_ns: np.ndarray, share: float) -> int
     return int(cuts_ns.max())
 
 
-def unseen_start(data: TrainingData) -> int:
-    """Start (ns) of the first day trained on now: a warm start was fitted on every day before it, so only the days
-    after it can compare the start with a new model (on the older validation days the start scored labels it was
-    refitted on: a stable-world update kept it at 0.525 vs 0.438, with the two equal on the next day's holdout)."""
-    return int(pd.Timestamp(min(data.new_days)).value)
-
-
 def _rows(sizes: np.ndarray, groups: np.ndarray) -> np.ndarray:
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     return np.concatenate([np.arange(starts[g], starts[g] + sizes[g]) for g in np.flatnonzero(groups)]) if groups.any() \
@@ -192,7 +185,7 @@ def fit_ranker(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, see
                                              matrix.cuts)
         start = validation_start(matrix.days, cuts, max(tc.validation, 0.2))
         if start_ranker is not None:  # the start was fitted on every earlier day: it is compared on the new ones only
-            start = max(start, unseen_start(data))
+            start = max(start, data.unseen_start)
         val = cuts >= start
         ts = pd.to_datetime(data.label_events["ts"]).to_numpy("datetime64[ns]").astype(np.int64)
         fit = ranking_matrix(scorer, replace(data, label_events=data.label_events.loc[ts < start]), tc, seed, memo)
@@ -227,7 +220,9 @@ def fit_ranker(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, see
     info["ctr"] = ctr_info
     if rank_model is None and ctr_model is None:
         return None, info
-    return Ranker(rank_model, ctr_model, {"trained_on": [str(d) for d in data.new_days],
+    kept_start = rank_model is not None and start_ranker is not None and rank_model is start_ranker.rank_model
+    trained_on = start_ranker.info.get("trained_on") if kept_start else [str(d) for d in data.new_days]
+    return Ranker(rank_model, ctr_model, {"trained_on": trained_on,  # the days the rank model was fitted on
                                            "cold_order": info.get("cold_order", "retrieval")}), info
 
 
@@ -289,9 +284,10 @@ def fit_ctr(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, seed: 
         return (start_ranker.ctr_model if start_ranker else None), {"kept": "start", "reason": "no rows"}
     val = np.arange(len(y)) >= int(len(y) * 0.8)  # the newest rows (ctr_rows are in time order)
     if start_ranker is not None and start_ranker.has_ctr:  # as for the ranker: the start never saw the new days
-        val &= times >= unseen_start(data)
+        val &= times >= data.unseen_start
     info: dict = {"source": source, "rows": int(len(y)), "positive_share": float(y.mean()),
-                  "validation_rows": int(val.sum())}
+                  "validation_rows": int(val.sum()),
+                  "validation_from": str(pd.Timestamp(int(times[val].min()))) if val.any() else None}
     if (~val).sum() < 100 or val.sum() < 50 or y[~val].min() == y[~val].max():
         info.update(kept="start", reason="too few rows or one class only")
         return (start_ranker.ctr_model if start_ranker else None), info
