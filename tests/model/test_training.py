@@ -382,6 +382,10 @@ def test_every_stage_of_a_warm_start_validates_on_the_new_days_only(world, tmp_p
     assert pd.Timestamp(scratch["ranker"]["ctr"]["validation_from"]) < new_day
     assert warm["replay_examples"] > 0 and warm["validation_examples"] > 0
     assert pd.Timestamp(warm["tower_validation_from"]) >= new_day
+    # the shipped ranker names the days its rank model was fitted on: the start's when validation kept it
+    start_days = Recommender.load(world["m1"].model_dir).ranker.info["trained_on"]
+    shipped = Recommender.load(tmp_path / "warm").ranker.info["trained_on"]
+    assert shipped == (start_days if warm["ranker"]["kept"] == "start_ranker" else [str(new_day.date())])
 
 
 def test_rank_half_life_weights_reach_the_ranker_fit(world, tmp_path):

@@ -273,8 +273,7 @@ def train(cfg: Config, ws: Workspace, batch_dirs: list[Path], init_from: str, ou
             live[r, mine[r, c]] = False
             return live
         # a warm start was trained on the replayed days: it is compared with trained steps on the new days only
-        unseen = ex["ts"].to_numpy("datetime64[ns]").astype(np.int64) >= data.unseen_start
-        val_parts, held = validation_rows(ex.loc[unseen], tc.validation, seed)
+        val_parts, held = validation_rows(ex.loc[~ex["replay"]], tc.validation, seed)  # replay: before unseen_start
         n_val = sum(len(p) for p in val_parts)
         n_val = n_val if n_val >= MIN_VALIDATION and len(ex) - len(held) >= MIN_VALIDATION else 0
         train_rows = np.setdiff1d(np.arange(len(ex)), held) if n_val else np.arange(len(ex))

@@ -220,7 +220,7 @@ def fit_ranker(scorer: CatalogueScorer, data: TrainingData, tc: TrainConfig, see
     info["ctr"] = ctr_info
     if rank_model is None and ctr_model is None:
         return None, info
-    kept_start = rank_model is not None and start_ranker is not None and rank_model is start_ranker.rank_model
+    kept_start = rank_model is not None and start_ranker is not None and rank_model == start_ranker.rank_model
     trained_on = start_ranker.info.get("trained_on") if kept_start else [str(d) for d in data.new_days]
     return Ranker(rank_model, ctr_model, {"trained_on": trained_on,  # the days the rank model was fitted on
                                            "cold_order": info.get("cold_order", "retrieval")}), info
