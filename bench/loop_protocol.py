@@ -27,7 +27,7 @@ def session_ctr(rec, scorer, split, test: dict, truth: Path) -> dict:
     """CTR as /score is asked it: every test-window impression scored from the viewer's state at the start of that
     room visit (history + the window's events before it), labelled taken in the visit or not (`ctr_rows`, the CTR
     model's own training rows). AUC of the CTR model, of the untrained tower's cosine and of the oracle on the same
-    pairs, and the CTR model's calibration error."""
+    pairs, the CTR model's calibration error, and model and oracle AUC by the viewer's positives before the visit."""
     import pandas as pd
 
     from liveloop.data.simulator import oracle_scores
@@ -49,10 +49,19 @@ def session_ctr(rec, scorer, split, test: dict, truth: Path) -> dict:
     u_ids, u_pos = np.unique(users, return_inverse=True)
     i_ids, i_pos = np.unique(items, return_inverse=True)
     oracle = oracle_scores(truth, list(u_ids), list(i_ids), split.as_of.date())[u_pos, i_pos]
+    # where the gap to the oracle is: viewers by how many positives they had before the visit (the oracle knows every
+    # viewer's tastes; the model only what their history shows)
+    positives = np.nan_to_num(np.expm1(x[:, FEATURES.index("log_user_positives")]), nan=0.0)
+    by_history = {}
+    for name, rows_of in (("0", positives == 0), ("1-4", (positives >= 1) & (positives < 5)), ("5+", positives >= 5)):
+        if rows_of.sum() and 0 < y[rows_of].mean() < 1:
+            by_history[name] = {"pairs": int(rows_of.sum()), "oracle": round(auc(y[rows_of], oracle[rows_of]), 3),
+                                "model": None if probs is None else round(auc(y[rows_of], probs[rows_of]), 3)}
     return {"pairs": int(len(y)), "positive_share": round(float(y.mean()), 3),
             "model": None if probs is None else round(auc(y, probs), 3),
             "pretrained_cosine": round(auc(y, x[:, FEATURES.index("pretrained_cosine")]), 3),
-            "oracle": round(auc(y, oracle), 3), "model_ece": None if probs is None else round(ece(y, probs), 3)}
+            "oracle": round(auc(y, oracle), 3), "model_ece": None if probs is None else round(ece(y, probs), 3),
+            "by_history": by_history}
 
 
 def run(params: Path, out: Path, days: int, scenario: str | None, seed: int | None, threads: int | None) -> list[dict]:
@@ -119,6 +128,14 @@ def run(params: Path, out: Path, days: int, scenario: str | None, seed: int | No
         print(f"| {r['day']} | {r['users']} | " + " | ".join(f"{r['ndcg@10'][n]:.3f}" for n in names)
               + f" | {r['auc']['model']} | {r['auc']['oracle']} | {v.get('model')} / {v.get('oracle')} | {v.get('model_ece')} |")
     print("| mean | | " + " | ".join(f"{np.mean([r['ndcg@10'][n] for r in rows]):.3f}" for n in names) + " | | | | |")
+    print("\n| viewer's positives before the visit | pairs | visit AUC: model / oracle (pair-weighted over days) |")
+    print("|---|---|---|")
+    for name in ("0", "1-4", "5+"):
+        parts = [r["session_auc"]["by_history"][name] for r in rows if name in r["session_auc"].get("by_history", {})]
+        if parts and all(p["model"] is not None for p in parts):
+            weights = [p["pairs"] for p in parts]
+            print(f"| {name} | {sum(weights)} | {np.average([p['model'] for p in parts], weights=weights):.3f} / "
+                  f"{np.average([p['oracle'] for p in parts], weights=weights):.3f} |")
     return rows
 
 

@@ -65,7 +65,7 @@ class LoopConfig(_Section):
     threads: int = Field(2, ge=1)
     dask_address: str | None = None
     dask_workers: int = Field(2, ge=1)
-    baselines: bool = False
+    baselines: bool = True
     monitor_cron: str = "0 * * * *"
     feedback_cron: str = "5 0 * * *"
 
