@@ -60,7 +60,9 @@ def rollback(
 
 @app.command()
 def models(params: Path = PARAMS) -> None:
-    """List every registered model version with its status, parent and headline metric."""
+    """List every registered model version with its status, parent, headline metric and the best baseline on the
+    same holdout."""
+    from liveloop.evaluation.evaluate import best_baseline
     from liveloop.registry import champion_version, load_registry
 
     cfg, ws = _setup(params)
@@ -71,9 +73,11 @@ def models(params: Path = PARAMS) -> None:
         typer.echo("no models registered yet")
     for e in entries:
         ndcg = ((e.get("metrics") or {}).get("candidate") or {}).get("new", {}).get(metric)
+        best = best_baseline((e.get("metrics") or {}).get("baselines"), metric)
         mark = "*" if e["version"] == current else " "
         typer.echo(f"{mark} {e['version']}  {e['status']:<9}  parent={e['parent'] or '-':<6} "
-                   f"{metric}={'-' if ndcg is None else f'{ndcg:.4f}'}  created={e['created']}  "
+                   f"{metric}={'-' if ndcg is None else f'{ndcg:.4f}'}  "
+                   f"best baseline={'-' if best is None else f'{best[0]} {best[1]:.4f}'}  created={e['created']}  "
                    f"{'; '.join(e.get('decision') or [])}")
 
 

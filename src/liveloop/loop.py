@@ -210,7 +210,8 @@ def decide(evaluation: Evaluation, cfg: Config, *, model_dir: Path, parent: str 
     from liveloop.evaluation.promotion import gate
 
     promote, checks = gate(evaluation.candidate, evaluation.champion, cfg.promotion, evaluation.per_user, cfg.seed)
-    metrics = {CANDIDATE: evaluation.candidate, CHAMPION: evaluation.champion}
+    # the baselines scored beside the candidate on the new holdout go into the registry with it (loop.baselines)
+    metrics = {CANDIDATE: evaluation.candidate, CHAMPION: evaluation.champion, "baselines": evaluation.baselines}
     return Decision(promote, [c.reason for c in checks], [c.as_dict() for c in checks], Path(model_dir), parent,
                     dict(data_versions), metrics)
 
@@ -322,10 +323,11 @@ def daily_row(summary: dict) -> dict:
     holdout, in the metrics the loop reports (summary["report_metrics"], from evaluate.ks)."""
     headline, _, recall, ctr = summary["report_metrics"]
     candidate, champion = summary.get("candidate_metrics") or {}, summary.get("champion_metrics") or {}
-    baselines = {k: v for k, v in (summary.get("baselines") or {}).items() if k not in ("model", "oracle")}
-    best = max((v.get(headline) or 0.0 for v in baselines.values()), default=None)
+    from liveloop.evaluation.evaluate import best_baseline
+
+    best = best_baseline(summary.get("baselines"), headline)
     return {f"{headline}_candidate": candidate.get(headline), f"{headline}_champion": champion.get(headline),
-            f"{recall}_candidate": candidate.get(recall), f"{headline}_best_baseline": best,
+            f"{recall}_candidate": candidate.get(recall), f"{headline}_best_baseline": None if best is None else best[1],
             f"{ctr}_candidate": candidate.get(ctr), "drift": int(bool(summary.get("drift"))),
             "promoted": int(summary["status"] == "promoted")}
 

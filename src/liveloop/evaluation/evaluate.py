@@ -233,14 +233,20 @@ def score_all(scorers: list, split: EvalSplit, cfg, seed: int) -> tuple[dict, di
     return {"setup": setup, "models": results}, per_user
 
 
+def best_baseline(models: dict | None, metric: str) -> tuple[str, float] | None:
+    """(name, value) of the scored baseline highest on `metric`: the model and the oracle (a ceiling) are not ones."""
+    scored = [(n, m[metric]) for n, m in (models or {}).items() if n not in NOT_BASELINES and m.get(metric) is not None]
+    return max(scored, key=lambda pair: pair[1]) if scored else None
+
+
 def compare_to_baselines(result: dict, per_user: dict, cfg, seed: int) -> dict:
     """Best baseline by NDCG@k and the paired-bootstrap interval of model / best baseline (per-user resampling)."""
     metric = cfg.ndcg_metric
-    baselines = {n: m for n, m in result["models"].items() if n not in NOT_BASELINES}
-    if MODEL not in result["models"] or not baselines:
+    best_pair = best_baseline(result["models"], metric)
+    if MODEL not in result["models"] or best_pair is None:
         return {}
-    best = max(baselines, key=lambda n: baselines[n][metric])
-    model_value, best_value = result["models"][MODEL][metric], baselines[best][metric]
+    best, best_value = best_pair
+    model_value = result["models"][MODEL][metric]
     low, high = M.paired_bootstrap_ratio(per_user[MODEL], per_user[best], cfg.bootstrap_samples, seed)
     return {
         "best_baseline": best,

@@ -75,7 +75,7 @@ def batch_values(drift: dict | None, thresholds: DriftThresholds, candidate: dic
                  quality: tuple[str, ...]) -> tuple[dict[str, float], dict]:
     """The numbers of one batch as {series column: value} (missing numbers left out) and the panel layout they need
     as {tab: [(title, [(legend, column)], plot)]}; `quality` names the ranking metrics plotted per role."""
-    from liveloop.evaluation.evaluate import NOT_BASELINES
+    from liveloop.evaluation.evaluate import best_baseline
 
     if decision not in DECISIONS:
         raise DashboardInputError(f"decision must be one of {list(DECISIONS)}, got {decision!r}")
@@ -88,12 +88,11 @@ def batch_values(drift: dict | None, thresholds: DriftThresholds, candidate: dic
             values[f"threshold.{key}"] = limit
             series.append(("threshold", f"threshold.{key}"))
         layout["Drift"].append((label, series, "line"))
-    others = {n: m for n, m in (baselines or {}).items() if n not in NOT_BASELINES}
     models = {"champion": champion, "candidate": candidate}
     for metric in quality:
-        scores = [m[metric] for m in others.values() if m.get(metric) is not None]
+        best = best_baseline(baselines, metric)
         models_metric = {role: (m or {}).get(metric) for role, m in models.items()}
-        models_metric["best_baseline"] = max(scores) if scores else None
+        models_metric["best_baseline"] = None if best is None else best[1]
         for role, value in models_metric.items():
             if value is not None:
                 values[f"{role}.{metric}"] = value
