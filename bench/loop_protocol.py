@@ -22,6 +22,8 @@ import numpy as np
 from liveloop.config import load_config
 from liveloop.workspace import Workspace
 
+HISTORY_BUCKETS = {"0": (0, 1), "1-4": (1, 5), "5+": (5, np.inf)}  # the viewer's positives before a visit
+
 
 def session_ctr(rec, scorer, split, test: dict, truth: Path) -> dict:
     """CTR as /score is asked it: every test-window impression scored from the viewer's state at the start of that
@@ -53,7 +55,8 @@ def session_ctr(rec, scorer, split, test: dict, truth: Path) -> dict:
     # viewer's tastes; the model only what their history shows)
     positives = np.nan_to_num(np.expm1(x[:, FEATURES.index("log_user_positives")]), nan=0.0)
     by_history = {}
-    for name, rows_of in (("0", positives == 0), ("1-4", (positives >= 1) & (positives < 5)), ("5+", positives >= 5)):
+    for name, (low, high) in HISTORY_BUCKETS.items():
+        rows_of = (positives >= low) & (positives < high)
         if rows_of.sum() and 0 < y[rows_of].mean() < 1:
             by_history[name] = {"pairs": int(rows_of.sum()), "oracle": round(auc(y[rows_of], oracle[rows_of]), 3),
                                 "model": None if probs is None else round(auc(y[rows_of], probs[rows_of]), 3)}
@@ -130,7 +133,7 @@ def run(params: Path, out: Path, days: int, scenario: str | None, seed: int | No
     print("| mean | | " + " | ".join(f"{np.mean([r['ndcg@10'][n] for r in rows]):.3f}" for n in names) + " | | | | |")
     print("\n| viewer's positives before the visit | pairs | visit AUC: model / oracle (pair-weighted over days) |")
     print("|---|---|---|")
-    for name in ("0", "1-4", "5+"):
+    for name in HISTORY_BUCKETS:
         parts = [r["session_auc"]["by_history"][name] for r in rows if name in r["session_auc"].get("by_history", {})]
         if parts and all(p["model"] is not None for p in parts):
             weights = [p["pairs"] for p in parts]
